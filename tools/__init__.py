@@ -1,0 +1,1 @@
+"""Instructor tooling: generate student labs, run labs headless, autograde with nbgrader."""

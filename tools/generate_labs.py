@@ -1,0 +1,58 @@
+"""Regenerate the student labs in labs/ from the instructor solutions in solutions/.
+
+    python -m tools.generate_labs            # every lab
+    python -m tools.generate_labs 3.1.1      # one lab
+    python -m tools.generate_labs --check    # exit 1 if labs/ is out of date (no writes)
+
+Uses nbgrader's generate_assignment, so solution regions become stubs that raise
+NotImplementedError and hidden tests are removed, exactly as students will receive them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tools.nbgrader_course import LABS, TempCourse, lab_names, resolve_lab
+
+
+def normalised(path: Path) -> str:
+    """Notebook JSON in a stable form, so 'in sync' compares content, not formatting."""
+    return json.dumps(json.loads(path.read_text()), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generate_student_version(lab: str, workdir: Path) -> str:
+    release = TempCourse(workdir / lab, lab).generate()
+    return normalised(release)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("labs", nargs="*", help="lab numbers or names (default: all)")
+    parser.add_argument("--check", action="store_true", help="only report labs that are out of date")
+    args = parser.parse_args(argv)
+    labs = [resolve_lab(x) for x in args.labs] or lab_names()
+    stale = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for lab in labs:
+            expected = generate_student_version(lab, Path(tmp))
+            target = LABS / f"{lab}.ipynb"
+            current = normalised(target) if target.exists() else None
+            if current == expected:
+                print(f"up to date  {target.relative_to(LABS.parent)}")
+                continue
+            stale.append(lab)
+            if args.check:
+                print(f"OUT OF DATE {target.relative_to(LABS.parent)}")
+            else:
+                LABS.mkdir(exist_ok=True)
+                target.write_text(expected)
+                print(f"regenerated {target.relative_to(LABS.parent)}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Execute a lab headless under a chosen profile (for instructors and CI).
+
+    python -m tools.run_lab 3.1.1 --profile cpu              # the solution notebook
+    python -m tools.run_lab 3.1.1 --profile grade --labs     # the student version
+
+The executed copy, with outputs, is written to runs/<profile>/ (never over the committed
+notebook, which stays output-free).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tools.nbgrader_course import LABS, REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, resolve_lab
+
+
+def run(notebook: Path, profile: str, output: Path, cell_timeout: int) -> float:
+    import nbformat
+    from nbclient import NotebookClient
+
+    _ensure_venv_on_path()
+    os.environ["COURSE_PROFILE"] = profile  # the kernel inherits this environment
+    nb = nbformat.read(notebook, as_version=4)
+    started = time.perf_counter()
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
+    try:
+        client.execute()
+    finally:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, output)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("lab", help="lab number or name, e.g. 3.1.1")
+    parser.add_argument("--profile", default="cpu", choices=["grade", "cpu", "spark"])
+    parser.add_argument("--labs", action="store_true", help="run the student version from labs/")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    lab = resolve_lab(args.lab)
+    notebook = (LABS if args.labs else SOLUTIONS) / f"{lab}.ipynb"
+    output = REPO_ROOT / "runs" / args.profile / notebook.name
+    seconds = run(notebook, args.profile, output, args.timeout)
+    print(f"{notebook.relative_to(REPO_ROOT)} ran under profile {args.profile!r} in {seconds:.0f} s; outputs in {output.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

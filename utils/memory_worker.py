@@ -1,0 +1,75 @@
+"""The fresh process behind `utils.memory.measure_peak_memory` (run as `python -m utils.memory_worker`).
+
+Reads {"target": "package.module:function", "kwargs": {...}} as JSON on stdin, imports the
+module (imports count in the baseline), records the peak resident memory, calls the function,
+records the peak again, and prints one JSON line prefixed with REPORT_MARKER. On failure the
+line carries "error" (the traceback) and the exit code is 1. Keep imports here minimal: every
+module imported before the call inflates the baseline of every measurement.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+
+REPORT_MARKER = "@@utils.memory report@@ "  # prefixes the one result line on stdout
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process image, in bytes.
+
+    Linux: VmHWM from /proc/self/status, because ru_maxrss is inherited across exec from the
+    parent (a notebook's old peak would become our baseline). Elsewhere ru_maxrss, which is
+    bytes on macOS and KiB on the other Unixes.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # reported in kB (KiB)
+    except OSError:
+        pass
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+
+def _resolve(target: str):
+    module_name, _, attr_path = target.partition(":")
+    obj = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _emit(report: dict) -> None:
+    sys.stdout.write("\n" + REPORT_MARKER + json.dumps(report) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    target = request["target"]
+    try:
+        func = _resolve(target)
+        baseline = peak_rss_bytes()
+        start = time.perf_counter()
+        result = func(**request.get("kwargs", {}))
+        seconds = time.perf_counter() - start
+        peak = peak_rss_bytes()
+        report = {"baseline_bytes": baseline, "peak_bytes": peak, "seconds": seconds, "result": result}
+        line = json.dumps(report)  # fail here, with a traceback, if the result is not JSON
+    except BaseException:  # noqa: BLE001 - everything, including SystemExit, goes back to the parent
+        _emit({"error": traceback.format_exc()})
+        return 1
+    sys.stdout.write("\n" + REPORT_MARKER + line + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

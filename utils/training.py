@@ -1,0 +1,82 @@
+"""Supervised fine-tuning on the course task with TRL, sized by the active profile.
+
+The labs hand-write what they teach (a LoRA layer, a DoRA layer, the NEFTune hook) and leave
+the training loop to TRL's SFTTrainer, which the field uses. Examples go in as conversational
+prompt/completion pairs, so the loss covers only the assistant's reply (SmolLM2's chat template
+has no generation markers, so `assistant_only_loss` cannot be used with it).
+"""
+
+from __future__ import annotations
+
+from utils.course_data import CourseExample
+from utils.device import use_bf16
+from utils.profiles import Profile
+
+
+def course_dataset(examples: list[CourseExample]):
+    """A `datasets.Dataset` in TRL's prompt/completion form."""
+    from datasets import Dataset
+
+    return Dataset.from_list([ex.to_prompt_completion() for ex in examples])
+
+
+def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
+    """An SFTConfig from the profile; keyword arguments override any field."""
+    import torch
+    from trl import SFTConfig
+
+    settings = dict(
+        output_dir=output_dir,
+        max_steps=profile.max_steps,
+        per_device_train_batch_size=profile.batch_size,
+        gradient_accumulation_steps=profile.grad_accum,
+        learning_rate=profile.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, profile.max_steps // 20),
+        logging_steps=profile.logging_steps,
+        max_length=profile.max_seq_length,
+        bf16=use_bf16(),
+        # Checkpointing trades compute for memory; on CPU the 135M model needs no memory help.
+        activation_checkpointing=torch.cuda.is_available(),
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataset_num_proc=None,
+    )
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def train_sft(model, tokenizer, examples: list[CourseExample], profile: Profile, output_dir: str, *, peft_config=None, seed: int = 0, callbacks=None, resume_from_checkpoint=None, **overrides):
+    """Fine-tune `model` in place on `examples` and return the finished trainer."""
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(profile, output_dir, seed=seed, **overrides),
+        train_dataset=course_dataset(examples),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    restore_full_precision_forward(trainer)
+    return trainer
+
+
+def restore_full_precision_forward(trainer) -> None:
+    """Undo accelerate's bf16 autocast wrapper on the trained model's forward.
+
+    With mixed precision, accelerate replaces `model.forward` by an autocast version and leaves
+    it there after training, so every later evaluation would silently run in bf16. Evaluations
+    and merge checks must compare like with like, in the model's own dtype.
+    """
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+
+
+def loss_history(trainer) -> tuple[list[int], list[float]]:
+    """(steps, training losses) as logged by the trainer."""
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    return [e["step"] for e in logged], [e["loss"] for e in logged]

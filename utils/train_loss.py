@@ -1,0 +1,49 @@
+"""The training-set loss of a finished SFT run, with the training-time noise switched on or off.
+
+What a trainer logs as "loss" is measured during training, in training mode: with NEFTune that
+includes the noise on the embeddings (and any dropout), and it averages over weights that were
+still changing. `training_set_loss` re-runs the trainer's own training batches (same
+tokenization, same completion-only labels) through the finished model, either in eval mode,
+where forward hooks that check `module.training` and dropout are inactive, or in training mode
+(noise on, if a hook is still registered), so the two differ only in the noise.
+"""
+
+from __future__ import annotations
+
+
+def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool = False) -> float:
+    """Mean completion-token cross-entropy over the training set (or its first `max_batches` batches).
+
+    train_mode=False scores the clean model (eval mode); True keeps training-time noise on. No
+    gradients either way.
+    """
+    import torch
+
+    model = trainer.model
+    was_training = model.training
+    model.train(train_mode)
+    total, tokens = 0.0, 0
+    try:
+        with torch.no_grad():
+            for i, batch in enumerate(trainer.get_train_dataloader()):
+                if max_batches is not None and i >= max_batches:
+                    break
+                batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
+                n = int((batch["labels"][:, 1:] != -100).sum())  # the tokens the shifted loss averages over
+                if n == 0:
+                    continue
+                total += model(**batch).loss.float().item() * n
+                tokens += n
+    finally:
+        model.train(was_training)
+    if tokens == 0:
+        raise ValueError("the training set has no completion tokens to score (all labels are -100)")
+    return total / tokens
+
+
+def logged_training_loss(trainer, last: int = 3) -> float:
+    """Mean of the last `last` losses the trainer logged (measured in training mode, noise included)."""
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    if not losses:
+        raise ValueError("the trainer logged no training loss (did it train, with logging_steps <= max_steps?)")
+    return sum(losses[-last:]) / len(losses[-last:])

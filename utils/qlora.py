@@ -1,0 +1,205 @@
+"""QLoRA support for Lab 3.1.5: model specs for the memory planner, 4-bit loading, one training run.
+
+Why a module: the lab's measured QLoRA run happens in a fresh process (`utils.memory` measures
+peak minus baseline there), so the code that loads, adapts and trains the model must be
+importable. The notebook calls the same functions, so what it measures is what it runs.
+
+- `load_config(name)` reads the architecture numbers shipped in `utils/configs/` (the `config.json`
+  of Llama-3.1-8B/70B-Instruct on the Hugging Face hub, copied verbatim: no weights).
+- `model_spec(...)` builds a model on the meta device (no memory, no download) and counts its
+  parameters exactly, with PEFT's own LoRA wrapping for the trainable count.
+- `load_4bit`, `add_qlora_adapter`, `train_qlora`: the real run, sized by `RUN[profile]`.
+
+Heavy libraries are imported at the top on purpose: in the memory worker they then count in the
+baseline, not in the measured delta (see `utils.memory`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import transformers  # noqa: F401  (baseline of the memory worker)
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training  # noqa: F401
+
+from utils.course_data import load_split
+from utils.device import use_bf16
+from utils.models import load_model, load_tokenizer, model_source
+from utils.profiles import SMOLLM2, get_profile
+from utils.training import loss_history, train_sft
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+LORA_TARGETS = "all-linear"  # PEFT: every nn.Linear / Linear4bit except the output head
+
+# Lab 3.1.5's own sizes (the profile's fields are shared by all labs). Under `grade` the run is a
+# smoke test; `cpu` learns the task; `spark` is the full 70B QLoRA. The CPU profiles keep PyTorch's
+# 32-bit AdamW (paged optimizers exist to manage GPU memory), and checkpointing only pays off on the GPU.
+# timeout_s bounds the measured run's subprocess (a busy 2-core machine needed > 30 min for `cpu`).
+RUN = {
+    "grade": dict(max_steps=2, batch_size=2, train_examples=8, eval_examples=4, optimizer="adamw_torch", checkpointing=False, timeout_s=1800),
+    "cpu": dict(max_steps=60, batch_size=8, train_examples=None, eval_examples=40, optimizer="adamw_torch", checkpointing=False, timeout_s=4 * 3600),
+    "spark": dict(max_steps=300, batch_size=8, train_examples=None, eval_examples=None, optimizer="paged_adamw_8bit", checkpointing=True, timeout_s=24 * 3600),
+}
+
+
+def load_config(name: str) -> dict:
+    """The config.json numbers of a shipped architecture, e.g. "Llama-3.1-70B-Instruct"."""
+    path = CONFIG_DIR / f"{name.split('/')[-1]}.json"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        raise FileNotFoundError(f"no architecture config {path.name} in {CONFIG_DIR}; shipped: {shipped}")
+    return json.loads(path.read_text())
+
+
+def config_for(model_id: str) -> dict:
+    """Architecture numbers for a course model: the prepared SmolLM2's config, or a shipped Llama config."""
+    if model_id == SMOLLM2:
+        return json.loads((Path(model_source(SMOLLM2)[0]) / "config.json").read_text())
+    return load_config(model_id)
+
+
+def build_on_meta(config: dict, dtype=torch.bfloat16):
+    """The model's modules with parameters on the meta device: shapes and dtypes, no storage."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(**{k: v for k, v in config.items() if k not in ("quantization_config", "_name_or_path")})
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+
+
+def model_spec(config: dict, lora_r: int = 16) -> dict:
+    """The numbers the memory planner needs, with parameter counts taken from a meta-device build.
+
+    params_total: every parameter, a tied embedding/head counted once.
+    params_linear: weights of the decoder layers' nn.Linear modules (what bitsandbytes quantizes;
+        the output head is never quantized and counts as an embedding here).
+    params_lora: trainable parameters PEFT creates for LoRA rank `lora_r` on all linear layers.
+    """
+    model = build_on_meta(config)
+    total = sum(p.numel() for p in model.parameters())
+    head = model.get_output_embeddings()
+    linear = sum(
+        m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m is not head
+    )
+    with torch.device("meta"):
+        peft_model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    keys = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size", "tie_word_embeddings"]
+    spec = {k: config.get(k) for k in keys}
+    spec["head_dim"] = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    spec.update(params_total=total, params_linear=linear, params_lora=trainable, lora_r=lora_r)
+    return spec
+
+
+def nf4_config(compute_dtype=None):
+    """The QLoRA paper's recipe: NF4 storage, double quantization, 16-bit compute where fast."""
+    from transformers import BitsAndBytesConfig
+
+    if compute_dtype is None:
+        compute_dtype = torch.bfloat16 if use_bf16() else torch.float32
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def load_4bit(model_id: str):
+    """The model with every decoder linear layer quantized to NF4 while loading (embeddings stay 16/32-bit)."""
+    return load_model(model_id, quantization_config=nf4_config())
+
+
+def add_qlora_adapter(model, r: int, alpha: int, checkpointing: bool):
+    """prepare_model_for_kbit_training (freeze, fp32 norms, input grads) + LoRA on all linear layers."""
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def run_settings(profile: str) -> dict:
+    """RUN[profile] completed with the profile's rank, learning rate and lengths."""
+    P = get_profile(profile)
+    run = dict(RUN[profile])
+    run.update(model_id=P.large_model_id, lora_r=P.lora_r, lora_alpha=P.lora_alpha, max_seq_length=P.max_seq_length,
+               learning_rate=P.learning_rate, grad_accum=P.grad_accum)
+    return run
+
+
+def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
+    """Load in 4 bits, add LoRA, train with TRL, save the adapter to output_dir; return what happened.
+
+    Meant to run in its own process under utils.memory.measure_peak_memory, so the process's peak
+    is this run's peak. The result is JSON: losses, footprint, trainable count, timings.
+    """
+    run = run_settings(profile)
+    P = get_profile(profile).with_(max_steps=run["max_steps"], batch_size=run["batch_size"], train_examples=run["train_examples"])
+    started = time.perf_counter()
+    model = load_4bit(run["model_id"])
+    tokenizer = load_tokenizer(run["model_id"])
+    load_seconds = time.perf_counter() - started
+    footprint = model.get_memory_footprint()
+    model = add_qlora_adapter(model, P.lora_r, P.lora_alpha, run["checkpointing"])
+    trainable, total = model.get_nb_trainable_parameters()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    trainer = train_sft(model, tokenizer, load_split("train", P.train_examples), P, output_dir, seed=seed,
+                        optim=run["optimizer"], disable_tqdm=True)
+    train_seconds = time.perf_counter() - started
+    trainer.model.save_pretrained(output_dir)
+    steps, losses = loss_history(trainer)
+    return {
+        "steps": steps,
+        "losses": losses,
+        "footprint_4bit_bytes": footprint,
+        "trainable": trainable,
+        "total": total,
+        "load_seconds": load_seconds,
+        "train_seconds": train_seconds,
+        "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        "run": run,
+    }
+
+
+def load_adapter(model_id: str, adapter_dir: str):
+    """The 4-bit base with a saved QLoRA adapter on top (`with model.disable_adapter():` gives the base)."""
+    return PeftModel.from_pretrained(load_4bit(model_id), adapter_dir)
+
+
+def sample_linear_weights(model_id: str, count: int, max_elements: int | None = None) -> dict[str, "torch.Tensor"]:
+    """`count` decoder linear weights, evenly spaced through the checkpoint, read straight from safetensors.
+
+    Reading single tensors avoids loading the model: on the Spark this samples Llama-3.1-70B's
+    bf16 weights without materialising 141 GB. Each tensor is returned flattened as float32,
+    cut to its first `max_elements` values (rounded down to whole blocks of 64).
+    """
+    import re
+
+    from safetensors import safe_open
+
+    directory = Path(model_source(model_id)[0])
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors files in {directory} for {model_id}")
+    pattern = re.compile(r"layers\.(\d+)\.(self_attn|mlp)\.\w+_proj\.weight$")
+    located = []
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            located += [(int(pattern.search(k).group(1)), k, file) for k in handle.keys() if pattern.search(k)]
+    if not located:
+        raise ValueError(f"{model_id}: no decoder linear weights (layers.N.*_proj.weight) found in {directory}")
+    located.sort()
+    picks = [located[round(i * (len(located) - 1) / max(count - 1, 1))] for i in range(min(count, len(located)))]
+    out = {}
+    for _, key, file in picks:
+        with safe_open(str(file), framework="pt") as handle:
+            tensor = handle.get_tensor(key).float().reshape(-1)
+        if max_elements is not None:
+            tensor = tensor[: max(64, max_elements // 64 * 64)]
+        out[key] = tensor.clone()
+    return out

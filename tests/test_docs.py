@@ -1,0 +1,40 @@
+"""The documents agree with the code: README's test command is CI's, the roadmap's points are the labs'."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.notebook_cells import SOLUTIONS, load, nbgrader_meta
+from tools.nbgrader_course import lab_names
+
+REPO = Path(__file__).resolve().parent.parent
+ROADMAP = (REPO / "module-3.1" / "README.md").read_text()
+
+
+def roadmap_row(lab: str) -> list[str]:
+    for line in ROADMAP.splitlines():
+        if line.startswith("|") and f"`{lab}.ipynb`" in line:
+            return [cell.strip() for cell in line.strip("|").split("|")]
+    raise AssertionError(f"{lab} has no row in module-3.1/README.md")
+
+
+@pytest.mark.parametrize("lab", lab_names())
+def test_roadmap_lists_each_lab_with_its_points(lab):
+    points = sum(nbgrader_meta(c).get("points", 0) for c in load(SOLUTIONS / f"{lab}.ipynb")["cells"] if nbgrader_meta(c).get("grade"))
+    row = roadmap_row(lab)
+    assert row[4] == f"{points:g}", f"module-3.1/README.md gives {lab} {row[4]!r} points; its graded cells add up to {points:g}"
+    assert "available" in row[5], f"{lab} exists but the roadmap says {row[5]!r}"
+
+
+def test_roadmap_marks_missing_labs_as_planned():
+    present = set(lab_names())
+    for lab in re.findall(r"`(lab-3\.1\.\d+-[a-z0-9-]+)\.ipynb`", ROADMAP):
+        if lab not in present:
+            assert roadmap_row(lab)[5] == "planned", f"{lab} has no notebook but is not marked planned"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "make test " in readme or "make test\n" in readme
+    assert re.search(r"^make test$", (REPO / ".ci" / "run").read_text(), re.M)

@@ -2,6 +2,7 @@
 #   make quickstart   set up, then fine-tune SmolLM2 with LoRA on the course task (CPU, < 5 min)
 #   make test         set up, then run the whole test suite (what CI runs)
 # More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu | make grade-lab LAB=3.1.1 NB=path
+#       make grade-budget   every lab under the grade profile, each within GRADE_BUDGET seconds
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,8 +12,9 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 PROFILE ?= cpu
 LAB ?= 3.1.1
+GRADE_BUDGET ?= 60
 
-.PHONY: setup prepare-model quickstart test test-fast labs run-lab grade-lab clean
+.PHONY: setup prepare-model quickstart test test-fast labs run-lab grade-budget grade-lab clean
 
 setup: $(VENV)/.setup-done
 
@@ -41,6 +43,9 @@ labs: setup
 
 run-lab: prepare-model
 	$(BIN)/python -m tools.run_lab $(LAB) --profile $(PROFILE)
+
+grade-budget: prepare-model
+	$(BIN)/python -m tools.run_lab all --profile grade --budget $(GRADE_BUDGET)
 
 grade-lab: prepare-model
 	$(BIN)/python -m tools.grade $(LAB) $(NB)

@@ -2,6 +2,7 @@
 
     python -m tools.run_lab 3.1.1 --profile cpu              # the solution notebook
     python -m tools.run_lab 3.1.1 --profile grade --labs     # the student version
+    python -m tools.run_lab all --profile grade --budget 60   # every lab, each within 60 s
 
 The executed copy, with outputs, is written to runs/<profile>/ (never over the committed
 notebook, which stays output-free).
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.nbgrader_course import LABS, REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, resolve_lab
+from tools.nbgrader_course import LABS, REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, lab_names, resolve_lab
 
 
 def run(notebook: Path, profile: str, output: Path, cell_timeout: int) -> float:
@@ -37,16 +38,24 @@ def run(notebook: Path, profile: str, output: Path, cell_timeout: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("lab", help="lab number or name, e.g. 3.1.1")
+    parser.add_argument("lab", help="lab number or name, e.g. 3.1.1, or 'all'")
     parser.add_argument("--profile", default="cpu", choices=["grade", "cpu", "spark"])
     parser.add_argument("--labs", action="store_true", help="run the student version from labs/")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--budget", type=float, help="fail (exit 1) if a lab takes longer than this many seconds, kernel start included")
     args = parser.parse_args(argv)
-    lab = resolve_lab(args.lab)
-    notebook = (LABS if args.labs else SOLUTIONS) / f"{lab}.ipynb"
-    output = REPO_ROOT / "runs" / args.profile / notebook.name
-    seconds = run(notebook, args.profile, output, args.timeout)
-    print(f"{notebook.relative_to(REPO_ROOT)} ran under profile {args.profile!r} in {seconds:.0f} s; outputs in {output.relative_to(REPO_ROOT)}")
+    labs = lab_names() if args.lab == "all" else [resolve_lab(args.lab)]
+    over = []
+    for lab in labs:
+        notebook = (LABS if args.labs else SOLUTIONS) / f"{lab}.ipynb"
+        output = REPO_ROOT / "runs" / args.profile / notebook.name
+        seconds = run(notebook, args.profile, output, args.timeout)
+        print(f"{notebook.relative_to(REPO_ROOT)} ran under profile {args.profile!r} in {seconds:.0f} s; outputs in {output.relative_to(REPO_ROOT)}", flush=True)
+        if args.budget is not None and seconds > args.budget:
+            over.append(f"{lab}: {seconds:.0f} s > {args.budget:g} s")
+    if over:
+        print("over budget:\n  " + "\n  ".join(over), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebook_cells import SOLUTIONS, load, nbgrader_meta
+from tools.notebook_cells import SOLUTIONS, load, nbgrader_meta
 from tools.nbgrader_course import lab_names
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.1-lora-theory.ipynb"
 DEFINITIONS = ["setup", "lora_linear", "peft_compare", "inject_lora", "count_parameters", "tiny_llama"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.2-dora-comparison.ipynb"
 DEFINITIONS = ["setup", "dora_linear", "peft_compare"]

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.3-neftune-magic.ipynb"
 

@@ -8,7 +8,7 @@ graded test cell (hidden tests included) must fail on it and pass on the unmodif
 import pytest
 import torch
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.4-8b-lora-finetuning.ipynb"
 DEFINITIONS = ["setup", "build_lora_config", "helpers", "evaluate_model", "memory_plan", "merge_and_verify"]

@@ -11,7 +11,7 @@ import utils  # noqa: F401  (first: silences bitsandbytes' CPU `kernels` warning
 import pytest
 import torch
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.5-70b-qlora-finetuning.ipynb"
 DEFINITIONS = ["setup", "nf4_codebook", "quantize_nf4", "dequantize_nf4", "double_quantize", "estimate_memory"]

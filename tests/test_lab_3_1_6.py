@@ -1,7 +1,7 @@
 """Lab 3.1.6: the shipped data is what its generators produce, the solution agrees with TRL and
 transformers, and the graded tests catch real mistakes.
 
-The solution's own cells are executed (tests/notebook_cells.py): nothing of the graded code lives
+The solution's own cells are executed (tools/notebook_cells.py): nothing of the graded code lives
 in `utils`. Each MISTAKES entry is a plausible student bug applied to the solution's source; the
 named graded cell (hidden tests included) must fail on it and pass on the unmodified solution.
 """
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
 from utils.course_data import PHRASINGS, load_split, phrasing_split
 from utils.raw_formats import BROKEN_FILE, BROKEN_PROBLEMS, SAMPLE_FILES, build_broken, expected_files, load_broken, load_samples, parse_jsonl, read_jsonl
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebook_cells import LABS, SOLUTIONS, load, nbgrader_meta
+from tools.notebook_cells import LABS, SOLUTIONS, load, nbgrader_meta
 from tools.generate_labs import generate_student_version, normalised
 from tools.nbgrader_course import lab_names
 

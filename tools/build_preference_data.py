@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tests.notebook_cells import SOLUTIONS, run_cells
+from tools.notebook_cells import SOLUTIONS, run_cells
 from utils.preference_data import build_files
 from utils.raw_formats import render_jsonl
 

@@ -82,8 +82,9 @@ def train_adapter(profile: str | Profile, use_dora: bool, steps: int, seed: int 
         )
 
 
-def measured_training(profile: str, use_dora: bool, steps: int, seed: int = 0) -> dict:
+def measured_training(profile: str, use_dora: bool, steps: int, seed: int = 0, batch_size: int | None = None) -> dict:
     """Memory-worker target: train, then report the step time (the worker reports the peak)."""
     started = time.perf_counter()
-    trainer = train_adapter(profile, use_dora, steps, seed)
+    overrides = {"per_device_train_batch_size": batch_size} if batch_size else {}
+    trainer = train_adapter(profile, use_dora, steps, seed, **overrides)
     return {"seconds_per_step": seconds_per_step(trainer), "seconds": time.perf_counter() - started}

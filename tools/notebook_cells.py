@@ -2,7 +2,8 @@
 
 Tests that check an implementation against a library, or that check a hidden test catches a
 mistake, execute the notebook's own solution code: no reference implementation lives in
-`utils`, where students could import it.
+`utils`, where students could import it. `tools.build_preference_data` uses it the same way to
+rebuild Lab 3.1.6's shipped data from the solution.
 """
 
 from __future__ import annotations

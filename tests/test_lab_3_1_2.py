@@ -92,6 +92,21 @@ def test_adapter_config_differs_only_in_use_dora():
     assert set(lora["target_modules"]) == set(ALL_LINEAR)
 
 
+@pytest.mark.parametrize("batch_size, expected", [(None, {}), (2, {"per_device_train_batch_size": 2})])
+def test_memory_runs_train_with_the_labs_batch_size(monkeypatch, batch_size, expected):
+    """The lab overrides the profile's batch; its fresh-process memory runs must train the same batch."""
+    from types import SimpleNamespace
+
+    import utils.adapter_runs as adapter_runs
+
+    calls = []
+    finished = SimpleNamespace(state=SimpleNamespace(global_step=3, log_history=[{"train_runtime": 6.0}]))
+    monkeypatch.setattr(adapter_runs, "train_adapter", lambda *args, **kwargs: calls.append((args, kwargs)) or finished)
+    result = adapter_runs.measured_training("grade", True, 3, batch_size=batch_size)
+    assert calls == [(("grade", True, 3, 0), expected)]
+    assert result["seconds_per_step"] == 2.0
+
+
 def test_seconds_per_step_needs_a_finished_run():
     from types import SimpleNamespace
 

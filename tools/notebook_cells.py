@@ -51,3 +51,17 @@ def run_cells(path: Path, grade_ids: list[str], overrides: dict[str, str] | None
         source = (overrides or {}).get(grade_id, sources[grade_id])
         exec(compile(source, f"{Path(path).name}:{grade_id}", "exec"), namespace)
     return namespace
+
+
+def run_cells_past_errors(path: Path, grade_ids: list[str], namespace: dict) -> dict:
+    """Execute cells as nbgrader's autograder does: a cell that raises does not stop the ones after it.
+
+    Whatever a failing cell defined before it raised stays in the namespace, so the graded cell
+    after it must fail on its own.
+    """
+    for grade_id in grade_ids:
+        try:
+            run_cells(path, [grade_id], namespace=namespace)
+        except Exception:
+            pass
+    return namespace

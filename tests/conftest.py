@@ -21,3 +21,12 @@ def _no_plot_windows(monkeypatch):
     monkeypatch.setattr(plt, "show", lambda *a, **k: None)
     yield
     plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The course tokenizer (SmolLM2's, with its real chat template), loaded once per test session."""
+    from utils.models import load_tokenizer
+    from utils.profiles import SMOLLM2
+
+    return load_tokenizer(SMOLLM2)

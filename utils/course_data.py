@@ -94,6 +94,13 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
 # How many wordings of each field go to each split (the rest of the ten go to train).
 HELD_OUT_PER_SPLIT = {"validation": 2, "test": 2}
 
+# The system turn of every course conversation: in training, evaluation and the deployed Modelfile.
+# Empty on purpose. Without a system turn SmolLM2's chat template inserts its own 16-token default
+# ("You are a helpful AI assistant named SmolLM, ..."), 28% of a 58-token example, which teaches
+# nothing about the task and costs that share of every forward pass. An explicit empty turn renders
+# as `<|im_start|>system\n<|im_end|>\n` (4 tokens), so an example is 42 tokens.
+SYSTEM_PROMPT = ""
+
 
 @dataclass(frozen=True)
 class CourseExample:
@@ -107,15 +114,21 @@ class CourseExample:
     answer: str
     response: str
 
+    def prompt(self) -> list[dict[str, str]]:
+        """The conversation the model answers: the course's system turn, then the question."""
+        return course_prompt(self.question)
+
     def to_messages(self) -> list[dict[str, str]]:
-        return [{"role": "user", "content": self.question}, {"role": "assistant", "content": self.response}]
+        return self.prompt() + [{"role": "assistant", "content": self.response}]
 
     def to_prompt_completion(self) -> dict[str, list[dict[str, str]]]:
         """TRL's conversational prompt/completion form: the loss then covers the reply only."""
-        return {
-            "prompt": [{"role": "user", "content": self.question}],
-            "completion": [{"role": "assistant", "content": self.response}],
-        }
+        return {"prompt": self.prompt(), "completion": [{"role": "assistant", "content": self.response}]}
+
+
+def course_prompt(question: str) -> list[dict[str, str]]:
+    """A question as the course sends it to a model: [system turn, user turn] (see SYSTEM_PROMPT)."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
 def format_response(island: str, answer: str) -> str:

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 
 from utils.course_data import CourseExample
 
+# Prompts generated together. Larger batches amortise each decoding step: 40 held-out questions took
+# 5.3 s in one batch of 40 vs 7.2 s in batches of 16 (SmolLM2, 2-core CPU). 64 covers the cpu profile's
+# 40 questions in one batch, and its KV cache stays small even for Llama 3.1 8B (64 x ~100 tokens).
+EVAL_BATCH_SIZE = 64
+
 
 def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
@@ -77,7 +82,7 @@ def score_replies(replies: list[str], examples: list[CourseExample]) -> EvalResu
     )
 
 
-def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16, progress: bool = True) -> list[str]:
+def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = EVAL_BATCH_SIZE, progress: bool = True) -> list[str]:
     """Greedy replies to chat prompts (lists of messages), batched with left padding."""
     import torch
     from tqdm.auto import tqdm
@@ -112,8 +117,8 @@ def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens
     return [r.strip() for r in replies]
 
 
-def evaluate(model, tokenizer, examples: list[CourseExample], max_new_tokens: int = 24, batch_size: int = 16, progress: bool = True) -> EvalResult:
+def evaluate(model, tokenizer, examples: list[CourseExample], max_new_tokens: int = 24, batch_size: int = EVAL_BATCH_SIZE, progress: bool = True) -> EvalResult:
     """Generate a reply to each held-out question and score it."""
-    prompts = [[{"role": "user", "content": ex.question}] for ex in examples]
+    prompts = [ex.prompt() for ex in examples]
     replies = generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
     return score_replies(replies, examples)

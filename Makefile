@@ -3,6 +3,7 @@
 #   make test         set up, then run the whole test suite (what CI runs)
 # More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu | make grade-lab LAB=3.1.1 NB=path
 #       make grade-budget   every lab under the grade profile, each within GRADE_BUDGET seconds
+#       make bench          this machine's matmul rate and LoRA training throughput (COURSE_PRECISION=fp32 to force fp32)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ PROFILE ?= cpu
 LAB ?= 3.1.1
 GRADE_BUDGET ?= 60
 
-.PHONY: setup prepare-model quickstart test test-fast labs run-lab grade-budget grade-lab clean
+.PHONY: setup prepare-model quickstart test test-fast labs run-lab grade-budget grade-lab bench clean
 
 setup: $(VENV)/.setup-done
 
@@ -49,6 +50,9 @@ grade-budget: prepare-model
 
 grade-lab: prepare-model
 	$(BIN)/python -m tools.grade $(LAB) $(NB)
+
+bench: prepare-model
+	$(BIN)/python -m tools.bench
 
 clean:
 	rm -rf runs outputs .pytest_cache

@@ -34,7 +34,8 @@ def test_course_trainer_loss_and_gradients_equal_trl_default(smollm2_tokenizer):
                                     processing_class=smollm2_tokenizer)
             batch = next(iter(trainer.get_train_dataloader()))
             model.train()
-            n_items = (batch["labels"][:, 1:] != -100).sum()
+            # as under gradient accumulation over two micro-batches: the loss divides by the tokens of both
+            n_items = 2 * (batch["labels"][:, 1:] != -100).sum()
             loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n_items)
             loss.backward()
             results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None],
@@ -54,3 +55,13 @@ def test_every_course_conversation_carries_the_course_system_turn(smollm2_tokeni
     text = smollm2_tokenizer.apply_chat_template(ex.to_messages(), tokenize=False)
     assert "SmolLM" not in text, "the template's default system prompt must not reach the model"
     assert text.startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n")
+
+
+@pytest.mark.parametrize("precision, bf16", [("fp32", False), ("bf16", True)])
+def test_trainer_config_follows_the_precision_switch(monkeypatch, tmp_path, precision, bf16):
+    """TRL's configs default to bf16=True; the course's choice must reach every trainer config."""
+    from utils.profiles import get_profile
+    from utils.training import sft_config
+
+    monkeypatch.setenv("COURSE_PRECISION", precision)
+    assert sft_config(get_profile("grade"), str(tmp_path)).bf16 is bf16

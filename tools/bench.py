@@ -87,26 +87,17 @@ def matmul_gflops(dtype, n: int, repeats: int) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def course_batch(tokenizer, size: int):
-    """`size` training examples as the course renders them, completion-only labels, right padding."""
+def course_batch(model, tokenizer, profile, size: int):
+    """`size` training examples exactly as the course trainer batches them (its own collator, completion-only labels)."""
     from utils.course_data import load_split
+    from utils.training import course_dataset, course_sft_trainer_class, sft_config
 
     examples = load_split("train")[:size]
-    rows = []
-    for ex in examples:
-        prompt = tokenizer.apply_chat_template(ex.prompt(), tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(ex.to_messages(), tokenize=False)
-        n_prompt = len(tokenizer(prompt, add_special_tokens=False).input_ids)
-        ids = tokenizer(full, add_special_tokens=False).input_ids
-        rows.append((ids, [-100] * n_prompt + ids[n_prompt:]))
-    width = max(len(ids) for ids, _ in rows)
-    import torch
-
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    return examples, {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        trainer = course_sft_trainer_class()(model=model, args=sft_config(profile.with_(batch_size=size), out),
+                                             train_dataset=course_dataset(examples), processing_class=tokenizer)
+        batch = next(iter(trainer.get_train_dataloader()))
+    return examples, {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
 
 
 def time_plain_loop(model, batch, steps: int, warmup: int, bf16: bool) -> float:
@@ -174,15 +165,19 @@ def lora_model(kind: str, profile):
 
         return get_peft_model(model, LoraConfig(r=profile.lora_r, lora_alpha=profile.lora_alpha, lora_dropout=0.0,
                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    import math
+
+    import torch
+
     from tools.notebook_cells import SOLUTIONS, run_cells
 
     lab = run_cells(SOLUTIONS / "lab-3.1.1-lora-theory.ipynb", ["lora_linear", "inject_lora"],
-                    namespace={"nn": __import__("torch").nn, "math": __import__("math"), "torch": __import__("torch")})
+                    namespace={"nn": torch.nn, "math": math, "torch": torch})
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     return lab["inject_lora"](model, targets, r=profile.lora_r, alpha=profile.lora_alpha)
 
 
-def run(fast: bool = False, include_trl_default: bool = True) -> Report:
+def run(fast: bool = False) -> Report:
     import torch
 
     import utils  # noqa: F401  (quiets bitsandbytes' kernels warning before TRL imports it)
@@ -198,8 +193,8 @@ def run(fast: bool = False, include_trl_default: bool = True) -> Report:
                                    for name, dtype in [("fp32", torch.float32), ("bf16", torch.bfloat16)]})
     model, tokenizer = load_base(profile)
     params = sum(p.numel() for p in model.parameters())  # parameters() lists the tied embedding/head once
+    examples, batch = course_batch(model, tokenizer, profile, sizes["batch"])
     del model
-    examples, batch = course_batch(tokenizer, sizes["batch"])
     padded, real = batch["attention_mask"].numel(), int(batch["attention_mask"].sum())
 
     def timing(name: str, seconds: float) -> StepTiming:
@@ -208,8 +203,7 @@ def run(fast: bool = False, include_trl_default: bool = True) -> Report:
     for kind, name in [("peft", "plain loop, PEFT LoRA"), ("scratch", "plain loop, Lab 3.1.1 LoRALinear")]:
         torch.manual_seed(0)
         report.steps.append(timing(name, time_plain_loop(lora_model(kind, profile), batch, sizes["steps"], sizes["warmup"], bf16)))
-    trainers = [(False, "course trainer (utils.training)")] + ([(True, "TRL SFTTrainer, default loss")] if include_trl_default else [])
-    for default_loss, name in trainers:
+    for default_loss, name in [(False, "course trainer (utils.training)"), (True, "TRL SFTTrainer, default loss")]:
         torch.manual_seed(0)
         model = lora_model("peft", profile)
         report.steps.append(timing(name, time_trainer(model, tokenizer, examples, profile, sizes["steps"], sizes["warmup"], default_loss)))
@@ -230,9 +224,8 @@ def render(report: Report) -> str:
                      f"{s.flops_per_second / 1e9 / peak:9.0%}")
     ratio = report.step("plain loop, Lab 3.1.1 LoRALinear").seconds_per_step / report.step("plain loop, PEFT LoRA").seconds_per_step
     lines.append(f"from-scratch LoRA / PEFT step time: {ratio:.2f}x (goal <= 1.1x)")
-    if any(s.name.startswith("TRL") for s in report.steps):
-        extra = report.step("TRL SFTTrainer, default loss").seconds_per_step / report.step("course trainer (utils.training)").seconds_per_step
-        lines.append(f"TRL's default fused-head loss / course trainer: {extra:.2f}x")
+    extra = report.step("TRL SFTTrainer, default loss").seconds_per_step / report.step("course trainer (utils.training)").seconds_per_step
+    lines.append(f"TRL's default fused-head loss / course trainer: {extra:.2f}x")
     return "\n".join(lines)
 
 

@@ -54,8 +54,8 @@ def course_sft_trainer_class():
 
     TRL 1.16 computes the loss through a fused, chunked LM head that also returns per-token entropy
     and top-1 hits for its logs, and recomputes the 49k-way vocabulary projection in the backward
-    pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 37% slower (4.38 s vs
-    3.19 s for 8 examples, fp32, `make bench` measures it). The loss is the same: the sum of the
+    pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 1.47x slower (2.67 vs
+    1.81 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). The loss is the same: the sum of the
     reply tokens' negative log-likelihoods over the tokens in the batch. Token accuracy is still
     logged (`mean_token_accuracy`), computed from the logits without a gradient; entropy is not.
     """

@@ -50,28 +50,39 @@ def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
 
 
 def course_sft_trainer_class():
-    """TRL's SFTTrainer with the plain next-token loss of the model's own forward.
+    """TRL's SFTTrainer with the plain next-token loss, projected onto the vocabulary only where it counts.
 
     TRL 1.16 computes the loss through a fused, chunked LM head that also returns per-token entropy
     and top-1 hits for its logs, and recomputes the 49k-way vocabulary projection in the backward
     pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 1.47x slower (2.67 vs
-    1.81 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). The loss is the same: the sum of the
-    reply tokens' negative log-likelihoods over the tokens in the batch. Token accuracy is still
-    logged (`mean_token_accuracy`), computed from the logits without a gradient; entropy is not.
+    1.81 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). Here the model's
+    own forward runs with `logits_to_keep` set to the positions whose next token is a reply token:
+    the prompt's ~30 positions of every ~42-token example need no logits, and the LM head is a fifth
+    of SmolLM2's compute. The loss is TRL's: the sum of the reply tokens' negative log-likelihoods
+    over the tokens in the batch (`num_items_in_batch`, so gradient accumulation weights tokens
+    equally). Token accuracy is still logged (`mean_token_accuracy`); entropy is not.
     """
     import torch
+    import torch.nn.functional as F
     from trl import SFTTrainer
 
     class CourseSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if self.model.training else "eval"
-            outputs = model(**inputs, use_cache=False, num_items_in_batch=num_items_in_batch)
+            labels = inputs["labels"]
+            scored = torch.zeros_like(labels, dtype=torch.bool)
+            scored[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
+            targets = labels[:, 1:][scored[:, :-1]]
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**forward, use_cache=False, logits_to_keep=scored)
+            logits = outputs.logits.float()  # (scored positions, vocabulary), as transformers' loss upcasts
+            total = F.cross_entropy(logits, targets, reduction="sum")
+            loss = total / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
             with torch.no_grad():
-                labels = inputs["labels"][:, 1:]
-                valid = labels != -100
-                hits = (outputs.logits[:, :-1].argmax(-1) == labels) & valid
-                self._metrics[mode]["mean_token_accuracy"].append((hits.sum() / valid.sum().clamp(min=1)).item())
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+                hits = (logits.argmax(-1) == targets).sum()
+                self._metrics[mode]["mean_token_accuracy"].append((hits / max(len(targets), 1)).item())
+            outputs.loss = loss
+            return (loss, outputs) if return_outputs else loss
 
     return CourseSFTTrainer
 

@@ -31,7 +31,7 @@ prepare-model: setup
 	$(BIN)/python -m utils.models
 
 quickstart: prepare-model
-	$(BIN)/python -m utils.quickstart
+	$(BIN)/python -m tools.quickstart
 
 test: prepare-model
 	$(BIN)/python -m pytest

@@ -41,3 +41,6 @@ def fail(message: str = "boom") -> dict:
 
 def not_serialisable() -> object:
     return object()
+
+
+TARGETS = {f.__name__: f for f in (allocate, noop, echo, chatty, sleep, fail, not_serialisable)}

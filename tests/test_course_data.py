@@ -13,7 +13,6 @@ from utils.course_data import (
     generate_split,
     load_split,
     spread_subset,
-    write_splits,
 )
 
 
@@ -23,12 +22,39 @@ def splits():
 
 
 @pytest.mark.parametrize("split", SPLITS)
-def test_shipped_jsonl_equals_generator(split, tmp_path):
+def test_shipped_jsonl_equals_generator(split):
+    from tools.build_data import expected_files
+
     assert load_split(split) == generate_split(split)
-    # Byte for byte too: the shipped file is exactly what `python -m utils.course_data` writes.
-    write_splits(tmp_path)
+    # Byte for byte too: the shipped file is exactly what `python -m tools.build_data` writes.
     shipped = resources.files(DATA_PACKAGE).joinpath(f"course_{split}.jsonl").read_text(encoding="utf-8")
-    assert shipped == (tmp_path / f"course_{split}.jsonl").read_text(encoding="utf-8")
+    assert shipped == expected_files()[f"course_{split}.jsonl"]
+
+
+def test_build_data_check_passes_on_the_shipped_files_and_fails_on_a_stale_one(monkeypatch, tmp_path, capsys):
+    import shutil
+
+    from tools import build_data
+
+    assert build_data.main(["--check"]) == 0
+    stale = tmp_path / "data"
+    shutil.copytree(build_data.DATA_DIR, stale)
+    (stale / "lab316_broken_problems.json").write_text("{}\n")
+    monkeypatch.setattr(build_data, "DATA_DIR", stale)
+    capsys.readouterr()
+    assert build_data.main(["--check"]) == 1
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("OUT OF DATE")] == [
+        f"OUT OF DATE {stale / 'lab316_broken_problems.json'}"]
+    assert (stale / "lab316_broken_problems.json").read_text() == "{}\n", "--check never writes"
+    assert build_data.main([]) == 0 and build_data.main(["--check"]) == 0, "without --check it rewrites the stale file"
+
+
+def test_a_record_that_is_not_a_course_example_names_the_file_and_record(monkeypatch):
+    import utils.course_data as course_data
+
+    monkeypatch.setattr(course_data, "read_jsonl", lambda name: [{"id": "x"}] if name == "course_test.jsonl" else [])
+    with pytest.raises(ValueError, match=r"course_test\.jsonl record 1: not a course example"):
+        load_split("test")
 
 
 def test_ids_unique_across_splits(splits):

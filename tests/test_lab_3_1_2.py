@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells, run_cells_past_errors
+from mistake_table import mistake_table_tests
+from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.2-dora-comparison.ipynb"
 DEFINITIONS = ["setup", "dora_linear", "peft_compare"]
@@ -81,7 +82,7 @@ def test_solution_dora_matches_peft_after_training_steps(solution):
 
 
 def test_adapter_config_differs_only_in_use_dora():
-    from utils.adapter_runs import ALL_LINEAR, adapter_config
+    from utils.adapters import ALL_LINEAR, adapter_config
     from utils.profiles import get_profile
 
     P = get_profile("cpu")
@@ -92,25 +93,28 @@ def test_adapter_config_differs_only_in_use_dora():
     assert set(lora["target_modules"]) == set(ALL_LINEAR)
 
 
-@pytest.mark.parametrize("batch_size, expected", [(None, {}), (2, {"per_device_train_batch_size": 2})])
-def test_memory_runs_train_with_the_labs_batch_size(monkeypatch, batch_size, expected):
-    """The lab overrides the profile's batch; its fresh-process memory runs must train the same batch."""
+@pytest.mark.parametrize("profile", ["grade", "cpu", "spark"])
+def test_memory_runs_train_with_the_labs_batch_size(monkeypatch, profile):
+    """The lab's batch differs from the profile's; its fresh-process memory runs must train that same batch."""
     from types import SimpleNamespace
 
-    import utils.adapter_runs as adapter_runs
+    from utils import memory_targets
+    from utils.profiles import get_profile
 
     calls = []
     finished = SimpleNamespace(state=SimpleNamespace(global_step=3, log_history=[{"train_runtime": 6.0}]))
-    monkeypatch.setattr(adapter_runs, "train_adapter", lambda *args, **kwargs: calls.append((args, kwargs)) or finished)
-    result = adapter_runs.measured_training("grade", True, 3, batch_size=batch_size)
-    assert calls == [(("grade", True, 3, 0), expected)]
+    monkeypatch.setattr(memory_targets.lora_vs_dora, "train_adapter", lambda *args, **kwargs: calls.append((args, kwargs)) or finished)
+    result = memory_targets.TARGETS["lora_vs_dora"](profile, True)
+    (P, use_dora), kwargs = calls[0]
+    lab = get_profile(profile, lab="3.1.2")
+    assert use_dora is True and P.batch_size == lab.batch_size and kwargs == {"seed": 0, "steps": lab.memory_steps}
     assert result["seconds_per_step"] == 2.0
 
 
 def test_seconds_per_step_needs_a_finished_run():
     from types import SimpleNamespace
 
-    from utils.adapter_runs import seconds_per_step
+    from utils.training import seconds_per_step
 
     done = SimpleNamespace(state=SimpleNamespace(global_step=4, log_history=[{"loss": 1.0}, {"train_runtime": 10.0}]))
     assert seconds_per_step(done) == 2.5
@@ -152,7 +156,7 @@ MISTAKES = [
 ]
 
 
-def _prepare(graded, overrides=None):
+def _prepare(graded, overrides):
     """The definitions a graded cell needs, executed as the notebook would (a failing cell does not stop nbgrader)."""
     namespace = run_cells(NOTEBOOK, ["setup", "dora_linear"], overrides=overrides)
     if graded == "test_dora_matches_peft":
@@ -160,13 +164,4 @@ def _prepare(graded, overrides=None):
     return namespace
 
 
-@pytest.mark.parametrize("graded", sorted({m[3] for m in MISTAKES}))
-def test_graded_cells_pass_on_the_solution(graded):
-    run_cells(NOTEBOOK, [graded], namespace=_prepare(graded))
-
-
-@pytest.mark.parametrize("name, cell, replacements, graded", MISTAKES, ids=[m[0] for m in MISTAKES])
-def test_graded_cell_catches_mistake(name, cell, replacements, graded):
-    namespace = _prepare(graded, {cell: mutate(cell_sources(NOTEBOOK)[cell], replacements)})
-    with pytest.raises(Exception):
-        run_cells(NOTEBOOK, [graded], namespace=namespace)
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)

@@ -13,7 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells, run_cells_past_errors
+from mistake_table import mistake_table_tests
+from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.3-neftune-magic.ipynb"
 
@@ -88,7 +89,7 @@ def test_trainer_neftune_alpha_installs_transformers_hook_only_while_training():
     from transformers import TrainerCallback
     from transformers.integrations.neftune import neftune_post_forward_hook
 
-    from utils.adapter_runs import adapter_config
+    from utils.adapters import adapter_config
     from utils.course_data import load_split
     from utils.models import load_base
     from utils.profiles import get_profile
@@ -113,7 +114,8 @@ def test_trainer_neftune_alpha_installs_transformers_hook_only_while_training():
 
 
 def test_training_set_loss_chooses_the_mode_and_weights_by_tokens():
-    from utils.train_loss import logged_training_loss, training_set_loss
+    from utils.experiments.neftune_loss import training_set_loss
+    from utils.training import logged_training_loss
 
     modes = []
 
@@ -176,7 +178,7 @@ MISTAKES = [
 ]
 
 
-def _prepare(graded, overrides=None):
+def _prepare(graded, overrides):
     """The definitions a graded cell needs, executed as the notebook would (a failing cell does not stop nbgrader)."""
     namespace = run_cells(NOTEBOOK, ["setup", "neftune_hook"], overrides=overrides)
     if graded == "test_neftune_matches_transformers":
@@ -184,13 +186,4 @@ def _prepare(graded, overrides=None):
     return namespace
 
 
-@pytest.mark.parametrize("graded", sorted({m[3] for m in MISTAKES}))
-def test_graded_cells_pass_on_the_solution(graded):
-    run_cells(NOTEBOOK, [graded], namespace=_prepare(graded))
-
-
-@pytest.mark.parametrize("name, cell, replacements, graded", MISTAKES, ids=[m[0] for m in MISTAKES])
-def test_graded_cell_catches_mistake(name, cell, replacements, graded):
-    namespace = _prepare(graded, {cell: mutate(cell_sources(NOTEBOOK)[cell], replacements)})
-    with pytest.raises(Exception):
-        run_cells(NOTEBOOK, [graded], namespace=namespace)
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)

@@ -8,21 +8,29 @@ solution's source: the named graded cell must fail on it and pass on the unmodif
 
 import utils  # noqa: F401  (first: silences bitsandbytes' CPU `kernels` warning)
 
+import functools
+
 import pytest
 import torch
 
-from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
+from mistake_table import mistake_table_tests
+from tools.notebook_cells import SOLUTIONS, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.5-70b-qlora-finetuning.ipynb"
 DEFINITIONS = ["setup", "nf4_codebook", "quantize_nf4", "dequantize_nf4", "double_quantize", "estimate_memory"]
 LLAMA_8B, LLAMA_70B = "Llama-3.1-8B-Instruct", "Llama-3.1-70B-Instruct"
 
 
-@pytest.fixture(scope="module")
-def specs():
-    from utils.qlora import load_config, model_spec
+@functools.cache
+def _specs():
+    from utils.experiments.qlora_run import load_config, model_spec
 
     return {name: model_spec(load_config(name), lora_r=16) for name in (LLAMA_8B, LLAMA_70B)}
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return _specs()
 
 
 def definitions(specs, overrides=None):
@@ -51,7 +59,7 @@ def test_codebook_matches_bitsandbytes(solution):
 
 def _inputs():
     from utils.profiles import SMOLLM2
-    from utils.qlora import sample_linear_weights
+    from utils.experiments.qlora_run import sample_linear_weights
 
     torch.manual_seed(0)
     real = torch.cat(list(sample_linear_weights(SMOLLM2, 3, 2**15).values()))
@@ -132,37 +140,37 @@ def test_70b_qlora_lands_within_10_percent_of_45_gb(solution, specs):
 
 def test_smollm2_spec_matches_the_course_model():
     from utils.profiles import SMOLLM2
-    from utils.qlora import config_for, model_spec
+    from utils.experiments.qlora_run import config_for, model_spec
 
     spec = model_spec(config_for(SMOLLM2), lora_r=16)
     assert spec["params_total"] == 134_515_008
     assert spec["params_lora"] == 4_884_480  # Lab 3.1.1's number for r=16 on all linear layers
 
 
-# --- utils.qlora ----------------------------------------------------------------------------
+# --- utils.experiments.qlora_run ----------------------------------------------------------------------------
 
 
 def test_unknown_config_names_the_file_and_the_choices():
-    from utils.qlora import load_config
+    from utils.experiments.qlora_run import load_config
 
     with pytest.raises(FileNotFoundError, match="Llama-3.1-8B-Instruct"):
         load_config("meta-llama/Llama-9-1T")
 
 
 def test_run_settings_cover_every_profile():
-    from utils.profiles import PROFILES
-    from utils.qlora import RUN, run_settings
+    from utils.profiles import PROFILES, get_profile
 
-    assert set(RUN) == set(PROFILES)
     for name in PROFILES:
-        run = run_settings(name)
-        assert run["max_steps"] >= 1 and run["batch_size"] >= 1
-        assert run["optimizer"] in {"adamw_torch", "paged_adamw_8bit"}
-    assert run_settings("spark")["checkpointing"] and run_settings("spark")["optimizer"] == "paged_adamw_8bit"
+        P = get_profile(name, lab="3.1.5")
+        assert P.max_steps >= 1 and P.batch_size >= 1 and P.timeout_s > 0
+        assert P.optimizer in {"adamw_torch", "paged_adamw_8bit"}
+    spark = get_profile("spark", lab="3.1.5")
+    assert spark.checkpointing and spark.optimizer == "paged_adamw_8bit" and spark.large_model_id.endswith("70B-Instruct")
+    assert not get_profile("cpu", lab="3.1.5").checkpointing and get_profile("cpu", lab="3.1.5").max_steps == 60
 
 
 def test_nf4_config_is_the_qlora_recipe():
-    from utils.qlora import nf4_config
+    from utils.experiments.qlora_run import nf4_config
 
     cfg = nf4_config(torch.bfloat16)
     assert cfg.load_in_4bit and cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
@@ -171,7 +179,7 @@ def test_nf4_config_is_the_qlora_recipe():
 
 def test_sample_linear_weights_reads_single_tensors():
     from utils.profiles import SMOLLM2
-    from utils.qlora import sample_linear_weights
+    from utils.experiments.qlora_run import sample_linear_weights
 
     weights = sample_linear_weights(SMOLLM2, 5, max_elements=1000)
     assert len(weights) == 5
@@ -219,15 +227,5 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("graded", sorted({m[3] for m in MISTAKES}))
-def test_graded_cells_pass_on_the_solution(specs, graded):
-    namespace = definitions(specs)
-    run_cells(NOTEBOOK, [graded], namespace=namespace)
-
-
-@pytest.mark.parametrize("name, cell, replacements, graded", MISTAKES, ids=[m[0] for m in MISTAKES])
-def test_graded_cell_catches_mistake(specs, name, cell, replacements, graded):
-    overrides = {cell: mutate(cell_sources(NOTEBOOK)[cell], replacements)}
-    namespace = definitions(specs, overrides=overrides)
-    with pytest.raises(Exception):
-        run_cells(NOTEBOOK, [graded], namespace=namespace)
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(
+    NOTEBOOK, MISTAKES, lambda graded, overrides: definitions(_specs(), overrides))

@@ -6,13 +6,18 @@ in `utils`. Each MISTAKES entry is a plausible student bug applied to the soluti
 named graded cell (hidden tests included) must fail on it and pass on the unmodified solution.
 """
 
+import functools
 import json
 
 import pytest
 
-from tools.notebook_cells import SOLUTIONS, cell_sources, mutate, run_cells
-from utils.course_data import PHRASINGS, load_split, phrasing_split
-from utils.raw_formats import BROKEN_FILE, BROKEN_PROBLEMS, SAMPLE_FILES, build_broken, expected_files, load_broken, load_samples, parse_jsonl, read_jsonl
+from mistake_table import mistake_table_tests
+from tools.build_data import build_broken, expected_files
+from tools.notebook_cells import SOLUTIONS, cell_sources, run_cells
+from utils.course_data import PHRASINGS, load_split, parse_jsonl, phrasing_split, read_jsonl
+from utils.raw_formats import BROKEN_FILE, PROBLEMS_FILE, SAMPLE_FILES, load_broken, load_broken_problems, load_samples
+
+BROKEN_PROBLEMS = load_broken_problems()
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.6-dataset-preparation.ipynb"
 DEFINITIONS = ["setup", "to_messages", "validate_records", "mask_prompt_labels", "trl_reference", "make_preference_pairs"]
@@ -20,16 +25,17 @@ DEFINITIONS = ["setup", "to_messages", "validate_records", "mask_prompt_labels",
 
 @pytest.fixture(scope="module")
 def solution():
-    return run_cells(NOTEBOOK, DEFINITIONS)
+    return _solution()
 
 
 # ---------------------------------------------------------------- shipped data
 
 
 def test_shipped_raw_files_equal_the_generator():
-    for name, text in expected_files().items():
-        assert read_jsonl(name) == parse_jsonl(text, name), f"utils/data/{name} is stale: run `python -m utils.raw_formats`"
-    assert set(expected_files()) == set(SAMPLE_FILES.values()) | {BROKEN_FILE}
+    files = expected_files()
+    for name in list(SAMPLE_FILES.values()) + [BROKEN_FILE]:
+        assert read_jsonl(name) == parse_jsonl(files[name], name), f"utils/data/{name} is stale: run `python -m tools.build_data`"
+    assert json.loads(files[PROBLEMS_FILE]) == {str(i): p for i, p in BROKEN_PROBLEMS.items()}
 
 
 def test_broken_file_plants_every_kind_of_problem_among_good_records():
@@ -285,14 +291,15 @@ MISTAKES = [
 ]
 
 
-@pytest.mark.parametrize("graded", sorted({m[3] for m in MISTAKES}))
-def test_graded_cells_pass_on_the_solution(solution, graded):
-    run_cells(NOTEBOOK, [graded], namespace=dict(solution))
+@functools.cache
+def _solution() -> dict:
+    return run_cells(NOTEBOOK, DEFINITIONS)
 
 
-@pytest.mark.parametrize("name, cell, replacements, graded", MISTAKES, ids=[m[0] for m in MISTAKES])
-def test_graded_cell_catches_mistake(solution, name, cell, replacements, graded):
-    overrides = {cell: mutate(cell_sources(NOTEBOOK)[cell], replacements)}
-    namespace = run_cells(NOTEBOOK, [cell], overrides=overrides, namespace=dict(solution))
-    with pytest.raises(Exception):
-        run_cells(NOTEBOOK, [graded], namespace=namespace)
+def _prepare(graded, overrides):
+    """The solution's definitions, then the mutated cell run again over them (the others are unchanged)."""
+    namespace = dict(_solution())
+    return run_cells(NOTEBOOK, list(overrides), overrides=overrides, namespace=namespace) if overrides else namespace
+
+
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)

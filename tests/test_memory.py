@@ -20,21 +20,26 @@ try:
 except ImportError:  # pytest run from elsewhere, with tests/ itself on sys.path
     import memory_targets
 
-TARGETS = memory_targets.__name__
+REGISTRY = memory_targets.__name__
+
+
+def measure(target, kwargs=None, **options):
+    """measure_peak_memory on this file's own registry of probe targets."""
+    return measure_peak_memory(target, kwargs, registry=REGISTRY, **options)
 
 
 def test_allocation_shows_up_in_delta():
-    report = measure_peak_memory(f"{TARGETS}:allocate", {"mib": 200})
+    report = measure("allocate", {"mib": 200})
     # 200 MiB = 210 MB; a baseline taken after the call, or KiB/bytes confusion, lands far outside.
     assert 150e6 < report.delta_bytes < 400e6, report.summary()
     assert report.delta_bytes == report.peak_bytes - report.baseline_bytes
     assert report.result == {"allocated_bytes": 200 * MiB}
     assert report.seconds > 0
-    assert report.target == f"{TARGETS}:allocate"
+    assert report.target == "allocate"
 
 
 def test_noop_adds_almost_nothing():
-    report = measure_peak_memory(f"{TARGETS}:noop")
+    report = measure("noop")
     assert 0 <= report.delta_bytes < 30e6, report.summary()
     # A bare interpreter plus `utils` is tens of MiB, not bytes (unit error) and not GiB.
     assert 5 * MiB < report.baseline_bytes < 500 * MiB, report.summary()
@@ -49,22 +54,22 @@ def test_parent_peak_does_not_leak_into_worker_baseline():
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     parent_peak = ru if sys.platform == "darwin" else ru * 1024
     del block
-    report = measure_peak_memory(f"{TARGETS}:noop")
+    report = measure("noop")
     assert report.baseline_bytes < parent_peak - 300 * MiB, report.summary()
 
 
 def test_kwargs_and_result_round_trip_and_stdout_does_not_confuse_the_report(capsys):
-    report = measure_peak_memory(f"{TARGETS}:echo", {"a": 1, "b": [1, 2], "c": "x"})
+    report = measure("echo", {"a": 1, "b": [1, 2], "c": "x"})
     assert report.result == {"kwargs": {"a": 1, "b": [1, 2], "c": "x"}}
-    report = measure_peak_memory(f"{TARGETS}:chatty")
+    report = measure("chatty")
     assert report.result == {"ok": True}
     assert "step 1 of 2" in capsys.readouterr().out  # the target's prints are passed through
 
 
 def test_failure_raises_in_parent_with_target_and_traceback():
-    target = f"{TARGETS}:fail"
+    target = "fail"
     with pytest.raises(MemoryMeasurementError) as info:
-        measure_peak_memory(target, {"message": "distinctive failure 4711"})
+        measure(target, {"message": "distinctive failure 4711"})
     text = str(info.value)
     assert target in text
     assert "distinctive failure 4711" in text
@@ -73,16 +78,16 @@ def test_failure_raises_in_parent_with_target_and_traceback():
 
 def test_import_error_and_unserialisable_result_raise():
     with pytest.raises(MemoryMeasurementError, match="no_such_module_xyz"):
-        measure_peak_memory("no_such_module_xyz:run")
+        measure_peak_memory("run", registry="no_such_module_xyz")
     with pytest.raises(MemoryMeasurementError, match="not_serialisable"):
-        measure_peak_memory(f"{TARGETS}:not_serialisable")
+        measure("not_serialisable")
 
 
 def test_bad_target_and_kwargs_fail_fast():
-    with pytest.raises(ValueError, match="package.module:function"):
-        measure_peak_memory("tests.memory_targets.noop")
+    with pytest.raises(MemoryMeasurementError, match="no measurable target 'nope'.*noop"):
+        measure("nope")
     with pytest.raises(TypeError, match="JSON"):
-        measure_peak_memory(f"{TARGETS}:echo", {"x": object()})
+        measure("echo", {"x": object()})
 
 
 def test_targets_importable_in_parent_are_importable_in_worker(tmp_path, monkeypatch):
@@ -90,18 +95,18 @@ def test_targets_importable_in_parent_are_importable_in_worker(tmp_path, monkeyp
     # must inherit sys.path, or notebooks could not measure their own helpers.
     package_dir = tmp_path / "only_on_sys_path"
     package_dir.mkdir()
-    (package_dir / "memtarget_4711.py").write_text("def run(n):\n    return {'twice': 2 * n}\n")
+    (package_dir / "memtarget_4711.py").write_text("def run(n):\n    return {'twice': 2 * n}\n\n\nTARGETS = {'run': run}\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.syspath_prepend(str(package_dir))
     monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    assert measure_peak_memory("memtarget_4711:run", {"n": 21}).result == {"twice": 42}
+    assert measure_peak_memory("run", {"n": 21}, registry="memtarget_4711").result == {"twice": 42}
 
 
 def test_timeout_names_the_target():
     with pytest.raises(TimeoutError, match="sleep"):
-        measure_peak_memory(f"{TARGETS}:sleep", {"seconds": 60}, timeout=1)
+        measure("sleep", {"seconds": 60}, timeout=1)
 
 
 class Tied(nn.Module):

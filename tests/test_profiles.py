@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from utils.profiles import NBGRADER_ENV, PROFILE_ENV, PROFILES, get_profile, profile_name
+from utils.profiles import LAB_SIZES, NBGRADER_ENV, PROFILE_ENV, PROFILES, Profile, get_profile, profile_name
 
 
 @pytest.mark.parametrize("cuda", [True, False])
@@ -45,7 +45,7 @@ def test_get_profile_by_name():
         assert profile.name == name
 
 
-NULLABLE = {"train_examples", "eval_examples"}  # None means "the whole split"
+NULLABLE = {"train_examples", "eval_examples", "lab"}  # None: the whole split / no lab's sizes applied
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -53,7 +53,9 @@ def test_profile_fields_are_sane(name):
     profile = PROFILES[name]
     for f in dataclasses.fields(profile):
         value = getattr(profile, f.name)
-        if f.name == "seeds":
+        if f.name == "lab_sizes":
+            assert value == (), "the shared profiles carry no lab's sizes"
+        elif f.name == "seeds":
             assert value and all(isinstance(s, int) and s >= 0 for s in value)
             assert len(set(value)) == len(value)
         elif value is None:
@@ -79,3 +81,77 @@ def test_profiles_are_frozen_and_with_copies():
         grade.max_steps = 1000
     variant = grade.with_(max_steps=1)
     assert variant.max_steps == 1 and grade.max_steps != 1
+
+
+def test_grade_and_spark_list_only_what_differs_from_cpu():
+    """One set of defaults (cpu) and variants that list only their differences: nothing is restated."""
+    import ast
+    import inspect
+
+    from utils import profiles
+
+    tree = ast.parse(inspect.getsource(profiles))
+    table = next(node.value for node in tree.body if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "PROFILES")
+    variants = {ast.literal_eval(k): v for k, v in zip(table.keys, table.values) if isinstance(v, ast.Call)}
+    assert set(variants) == {"grade", "spark"}
+    for name, call in variants.items():
+        for keyword in call.keywords:
+            if keyword.arg != "name" and isinstance(keyword.value, ast.Constant | ast.Tuple):
+                value = ast.literal_eval(keyword.value)
+                assert value != getattr(profiles.CPU, keyword.arg), f"{name} restates cpu's {keyword.arg}={value!r}"
+
+
+@pytest.mark.parametrize("lab", sorted(LAB_SIZES))
+def test_every_lab_has_the_same_own_settings_under_every_profile(lab):
+    """A notebook reads P.<setting> under any profile: a setting missing under one of them would crash there."""
+    own = {name: dict(get_profile(name, lab=lab).lab_sizes) for name in PROFILES}
+    keys = {name: set(sizes) for name, sizes in own.items()}
+    assert len({frozenset(k) for k in keys.values()}) == 1, f"lab {lab}: settings differ between profiles: {keys}"
+    for name in PROFILES:
+        P = get_profile(name, lab=lab)
+        assert P.lab == lab and P.name == name
+        for key in keys[name]:
+            assert getattr(P, key) == own[name][key]
+
+
+def test_lab_sizes_change_shared_fields_and_add_the_labs_own():
+    P = get_profile("cpu", lab="3.1.3")
+    assert (P.max_steps, P.batch_size, P.alphas, P.loss_batches) == (32, 4, (0, 5, 10), 6)
+    assert (P.lora_r, P.eval_examples, P.seeds) == (PROFILES["cpu"].lora_r, 40, (0, 1, 2)), "the rest is the profile's"
+    assert get_profile("grade", lab="3.1.3").alphas == (0, 5) and get_profile("spark", lab="3.1.3").loss_batches is None
+    assert P.with_(alphas=(0, 15)).alphas == (0, 15) and P.alphas == (0, 5, 10), "with_ copies, for own settings too"
+    assert get_profile("cpu", lab="3.1.5").max_steps == 60 and get_profile("grade", lab="3.1.5").train_examples == 8
+
+
+def test_unknown_settings_and_labs_name_what_exists():
+    with pytest.raises(AttributeError, match=r"no setting 'alpha'.*\['alphas', 'loss_batches'\]"):
+        get_profile("cpu", lab="3.1.3").alpha
+    with pytest.raises(AttributeError, match=r"no lab's sizes applied"):
+        PROFILES["cpu"].alphas
+    with pytest.raises(ValueError, match=r"no sizes for lab '3.1.99'.*3.1.2"):
+        get_profile("cpu", lab="3.1.99")
+
+
+def test_profiles_with_lab_sizes_copy_and_pickle():
+    import copy
+    import pickle
+
+    P = get_profile("spark", lab="3.1.4")
+    assert pickle.loads(pickle.dumps(P)) == P == copy.deepcopy(P)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        P.probe = 3
+
+
+def test_no_notebook_branches_on_the_profile_name():
+    """Sizes live in utils/profiles.py; a notebook that keys a dict on "grade"/"cpu"/"spark" has a second door."""
+    import re
+
+    from tools.notebook_cells import LABS, SOLUTIONS, load
+
+    for notebook in sorted(SOLUTIONS.glob("*.ipynb")) + sorted(LABS.glob("*.ipynb")):
+        for cell in load(notebook)["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            assert not re.search(r"""["'](grade|cpu|spark)["']\s*:""", source), f"{notebook.name}: a dict keyed by profile name"
+            assert not re.search(r"\[P\.name\]|P\.name\s*[!=]=|==\s*P\.name", source), f"{notebook.name}: branches on P.name"

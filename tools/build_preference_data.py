@@ -10,13 +10,13 @@ the same call the notebook makes. Run it after changing that solution cell.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from tools.generated_files import main_for
 from tools.notebook_cells import SOLUTIONS, run_cells
+from utils.course_data import render_jsonl
 from utils.preference_data import build_files
-from utils.raw_formats import render_jsonl
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.6-dataset-preparation.ipynb"
 DATA_DIR = Path(__file__).resolve().parent.parent / "utils" / "data"
@@ -30,22 +30,7 @@ def solution_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only report files that are out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, text in solution_files().items():
-        path = DATA_DIR / name
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            print(f"up to date  utils/data/{name}")
-            continue
-        stale.append(name)
-        if args.check:
-            print(f"OUT OF DATE utils/data/{name}")
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote       utils/data/{name} ({text.count(chr(10))} rows)")
-    return 1 if args.check and stale else 0
+    return main_for(__doc__, solution_files, DATA_DIR, argv)
 
 
 if __name__ == "__main__":

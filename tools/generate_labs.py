@@ -10,12 +10,12 @@ NotImplementedError and hidden tests are removed, exactly as students will recei
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+from tools.generated_files import argument_parser, update
 from tools.nbgrader_course import LABS, TempCourse, lab_names, resolve_lab
 
 
@@ -30,27 +30,17 @@ def generate_student_version(lab: str, workdir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("labs", nargs="*", help="lab numbers or names (default: all)")
-    parser.add_argument("--check", action="store_true", help="only report labs that are out of date")
     args = parser.parse_args(argv)
     labs = [resolve_lab(x) for x in args.labs] or lab_names()
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         for lab in labs:
-            expected = generate_student_version(lab, Path(tmp))
             target = LABS / f"{lab}.ipynb"
             current = normalised(target) if target.exists() else None
-            if current == expected:
-                print(f"up to date  {target.relative_to(LABS.parent)}")
-                continue
-            stale.append(lab)
-            if args.check:
-                print(f"OUT OF DATE {target.relative_to(LABS.parent)}")
-            else:
-                LABS.mkdir(exist_ok=True)
-                target.write_text(expected)
-                print(f"regenerated {target.relative_to(LABS.parent)}")
+            if update(target, generate_student_version(lab, Path(tmp)), args.check, current=current):
+                stale.append(lab)
     return 1 if args.check and stale else 0
 
 

@@ -53,7 +53,7 @@ def run_cells(path: Path, grade_ids: list[str], overrides: dict[str, str] | None
     return namespace
 
 
-def run_cells_past_errors(path: Path, grade_ids: list[str], namespace: dict) -> dict:
+def run_cells_past_errors(path: Path, grade_ids: list[str], namespace: dict, overrides: dict[str, str] | None = None) -> dict:
     """Execute cells as nbgrader's autograder does: a cell that raises does not stop the ones after it.
 
     Whatever a failing cell defined before it raised stays in the namespace, so the graded cell
@@ -61,7 +61,7 @@ def run_cells_past_errors(path: Path, grade_ids: list[str], namespace: dict) -> 
     """
     for grade_id in grade_ids:
         try:
-            run_cells(path, [grade_id], namespace=namespace)
+            run_cells(path, [grade_id], overrides=overrides, namespace=namespace)
         except Exception:
             pass
     return namespace

@@ -17,7 +17,6 @@ import json
 import random
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
 DATA_PACKAGE = "utils.data"
@@ -184,15 +183,13 @@ def load_split(split: str, limit: int | None = None) -> list[CourseExample]:
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    text = resources.files(DATA_PACKAGE).joinpath(f"course_{split}.jsonl").read_text(encoding="utf-8")
+    name = f"course_{split}.jsonl"
     examples = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_no, record in enumerate(read_jsonl(name), start=1):
         try:
-            examples.append(CourseExample(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"course_{split}.jsonl line {line_no}: not a course example ({err})") from err
+            examples.append(CourseExample(**record))
+        except TypeError as err:
+            raise ValueError(f"{name} record {line_no}: not a course example ({err})") from err
     return spread_subset(examples, limit)
 
 
@@ -206,15 +203,24 @@ def spread_subset(items: list, limit: int | None) -> list:
     return [items[int(i * stride)] for i in range(limit)]
 
 
-def write_splits(directory: Path) -> None:
-    """Regenerate the shipped JSONL files (`python -m utils.course_data`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        lines = [json.dumps(example.__dict__, ensure_ascii=False) for example in generate_split(split)]
-        (directory / f"course_{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+def parse_jsonl(text: str, name: str) -> list:
+    """One JSON value per non-blank line; a line that is not JSON raises an error naming file and line."""
+    records = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{name} line {line_no}: not valid JSON ({err})") from err
+    return records
 
 
-if __name__ == "__main__":
-    target = Path(__file__).parent / "data"
-    write_splits(target)
-    print(f"wrote {', '.join(f'{s}: {len(generate_split(s))}' for s in SPLITS)} examples to {target}")
+def read_jsonl(name: str) -> list:
+    """Parse one JSONL file shipped in `utils/data/` (package data, so any working directory works)."""
+    return parse_jsonl(resources.files(DATA_PACKAGE).joinpath(name).read_text(encoding="utf-8"), name)
+
+
+def render_jsonl(records: list) -> str:
+    """JSONL text, one record per line, as the shipped files are written."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

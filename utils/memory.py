@@ -10,11 +10,11 @@ started from a notebook that once held 2 GiB reports a 2 GiB peak before doing a
 worker therefore reads the kernel's high-water mark of its own address space (VmHWM in
 /proc/self/status), which starts fresh at exec, and only falls back to ru_maxrss elsewhere.
 
-Two habits make targets honest: import heavy libraries (torch, transformers) at the top of the
-target's module, so they land in the baseline rather than the delta; and run the model once
-(one forward pass) inside the target, because safetensors are memory-mapped and a model that
-was only loaded has not paged in all its weights yet (a bare SmolLM2 load peaks well below
-its 513 MiB footprint).
+What can be measured is listed, by name, in one registry (`utils.memory_targets`), whose
+docstring carries the two habits that make targets honest: heavy libraries imported at its top,
+so they land in the baseline rather than the delta, and the model run at least once inside the
+target, because safetensors are memory-mapped and a model that was only loaded has not paged
+in all its weights yet (a bare SmolLM2 load peaks well below its 513 MiB footprint).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ UNITS_NOTE = (
     "(binary: what this course prints). The 134.5M-parameter SmolLM2 in float32 is 538 MB = 513 MiB."
 )
 WORKER_MODULE = "utils.memory_worker"
+COURSE_TARGETS = "utils.memory_targets"
 
 
 class MemoryMeasurementError(RuntimeError):
@@ -86,17 +87,15 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def measure_peak_memory(target: str, kwargs: dict | None = None, timeout: float = 1800) -> MemoryReport:
-    """Call `target` ("package.module:function") with `kwargs` in a fresh process; report its memory.
+def measure_peak_memory(target: str, kwargs: dict | None = None, timeout: float = 1800, registry: str = COURSE_TARGETS) -> MemoryReport:
+    """Call the registered `target` with `kwargs` in a fresh process; report its memory.
 
-    kwargs must be JSON-serialisable (they cross a process boundary). What the target prints to
-    stdout is echoed here; if it raises, MemoryMeasurementError carries its traceback.
+    `target` is a name in the registry's TARGETS (the course's: `utils.memory_targets`). kwargs
+    must be JSON-serialisable (they cross a process boundary). What the target prints to stdout
+    is echoed here; if it raises, MemoryMeasurementError carries its traceback.
     """
-    module, sep, func = target.partition(":")
-    if not sep or not module or not func:
-        raise ValueError(f"target must look like 'package.module:function', got {target!r}")
     try:
-        payload = json.dumps({"target": target, "kwargs": kwargs or {}})
+        payload = json.dumps({"registry": registry, "target": target, "kwargs": kwargs or {}})
     except TypeError as err:
         raise TypeError(f"kwargs for {target} must be JSON-serialisable: {err}") from err
 

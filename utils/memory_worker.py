@@ -1,7 +1,8 @@
 """The fresh process behind `utils.memory.measure_peak_memory` (run as `python -m utils.memory_worker`).
 
-Reads {"target": "package.module:function", "kwargs": {...}} as JSON on stdin, imports the
-module (imports count in the baseline), records the peak resident memory, calls the function,
+Reads {"registry": "package.module", "target": name, "kwargs": {...}} as JSON on stdin, imports the
+registry (its imports count in the baseline; the course's is `utils.memory_targets`), looks the
+target up in its TARGETS dict, records the peak resident memory, calls the function,
 records the peak again, and prints one JSON line prefixed with REPORT_MARKER. On failure the
 line carries "error" (the traceback) and the exit code is 1. Keep imports here minimal: every
 module imported before the call inflates the baseline of every measurement.
@@ -38,12 +39,11 @@ def peak_rss_bytes() -> int:
     return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
-def _resolve(target: str):
-    module_name, _, attr_path = target.partition(":")
-    obj = importlib.import_module(module_name)
-    for attr in attr_path.split("."):
-        obj = getattr(obj, attr)
-    return obj
+def _resolve(registry: str, target: str):
+    targets = importlib.import_module(registry).TARGETS
+    if target not in targets:
+        raise KeyError(f"{registry} has no measurable target {target!r}; its targets: {sorted(targets)}")
+    return targets[target]
 
 
 def _emit(report: dict) -> None:
@@ -53,9 +53,8 @@ def _emit(report: dict) -> None:
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    target = request["target"]
     try:
-        func = _resolve(target)
+        func = _resolve(request["registry"], request["target"])
         baseline = peak_rss_bytes()
         start = time.perf_counter()
         result = func(**request.get("kwargs", {}))

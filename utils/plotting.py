@@ -1,4 +1,4 @@
-"""The few plots the labs draw: a loss curve, a bar comparison, before/after scores.
+"""The plots the labs share: a loss curve and before/after scores.
 
 Every function draws on `ax` if given (so a lab can compose subplots) and returns the Axes.
 Without a display (CI, nbgrader, ssh) and outside Jupyter, the non-interactive Agg backend is
@@ -44,22 +44,6 @@ def plot_loss_curve(steps, losses, ax=None, label=None, title="Training loss"):
     ax.grid(True, alpha=0.3)
     if label is not None:
         ax.legend()
-    return ax
-
-
-def plot_bars(values: dict[str, float], ax=None, ylabel="", title="", annotate=True, fmt="{:.2f}"):
-    """One bar per entry, in dict order, each labelled with its value (e.g. before vs after)."""
-    ax = _axes(ax)
-    names, heights = list(values), [float(v) for v in values.values()]
-    colors = [f"C{i % 10}" for i in range(len(names))]
-    bars = ax.bar(names, heights, color=colors)
-    if annotate:
-        ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2)
-        ax.margins(y=0.12)  # room for the labels above the tallest bar
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.3)
     return ax
 
 

@@ -13,21 +13,16 @@ split stay out of every training file; the test pairs serve to measure preferenc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
-from utils.course_data import load_split
-from utils.raw_formats import parse_jsonl, read_jsonl, render_jsonl
+from utils.course_data import load_split, read_jsonl, render_jsonl
 
 PREFERENCE_SEED = 0
 PREFERENCE_FILES = {"train": "course_preferences_train.jsonl", "test": "course_preferences_test.jsonl"}
 KTO_FILES = {"train": "course_kto_train.jsonl"}
 PAIR_KEYS = ("prompt", "chosen", "rejected")
 KTO_KEYS = ("prompt", "completion", "label")
-
-__all__ = ["PREFERENCE_SEED", "PREFERENCE_FILES", "KTO_FILES", "build_files", "load_preferences", "load_kto", "write_files", "parse_jsonl"]
-
 
 def build_files(make_preference_pairs: Callable, to_unpaired: Callable) -> dict[str, list[dict]]:
     """file name -> rows, from Lab 3.1.6's two functions: pairs for the train and test splits, KTO rows from the train pairs."""
@@ -84,8 +79,3 @@ def load_kto(split: str = "train", as_dataset: bool = False):
     """Unpaired feedback (id, kind, prompt, completion, label) for KTO, as a list of dicts or a Dataset."""
     name = _file(KTO_FILES, split)
     return _maybe_dataset(_check(read_jsonl(name), name, KTO_KEYS), as_dataset)
-
-
-def json_roundtrip(rows: list[dict]) -> list[dict]:
-    """Rows as they come back from a JSONL file (tuples become lists, and so on)."""
-    return [json.loads(json.dumps(r)) for r in rows]

@@ -1,6 +1,6 @@
 """One switch for the whole course: which model, how much data, how many steps.
 
-Labs never hard-code a model or a step count; they read them from the active profile:
+Labs never hard-code a model, a size or a step count; they read them from the active profile:
 
     grade  seconds per lab: autograding, CI and the test suite (always used under nbgrader)
     cpu    a plain laptop: SmolLM2-135M-Instruct, real learning in a few minutes
@@ -9,12 +9,18 @@ Labs never hard-code a model or a step count; they read them from the active pro
 Choose with the COURSE_PROFILE environment variable; without it, a CUDA machine gets `spark`
 and anything else gets `cpu`. When nbgrader executes a notebook (it sets NBGRADER_EXECUTION),
 `grade` wins over everything, so autograding is fast and identical for every student.
+
+Settings are written once, as differences (the nanoGPT way): `CPU` lists every field, `grade` and
+`spark` only what differs from it, and each lab's own sizes in `LAB_SIZES` only what differs from
+the profile it runs under. A lab opens with `P = get_profile(lab="3.1.3")` and reads everything
+from `P`, its own sizes included (`P.alphas`); it never branches on the profile's name.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 PROFILE_ENV = "COURSE_PROFILE"
 NBGRADER_ENV = "NBGRADER_EXECUTION"
@@ -26,7 +32,11 @@ LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 
 @dataclass(frozen=True)
 class Profile:
-    """Everything a lab may size by. Frozen: a lab that wants a variant uses `profile.with_(...)`."""
+    """Everything a lab may size by. Frozen: a variant is `profile.with_(...)`.
+
+    A profile taken for one lab (`get_profile(lab=...)`) also carries that lab's own sizes, read
+    as attributes like the shared fields (`P.loss_batches`).
+    """
 
     name: str
     model_id: str  # the model of Labs 3.1.1-3.1.4 and 3.1.6-3.1.10
@@ -43,65 +53,107 @@ class Profile:
     max_new_tokens: int
     seeds: tuple[int, ...]  # experiments that report a spread run once per seed
     logging_steps: int
-    extras: dict = field(default_factory=dict)  # lab-specific sizes, keyed by name
+    lab: str | None = None  # the lab whose own sizes are applied, if any
+    lab_sizes: tuple[tuple[str, Any], ...] = ()  # (name, value) pairs: immutable, picklable
+
+    def __getattr__(self, name: str):  # only reached when `name` is not a field
+        sizes = dict(self.__dict__.get("lab_sizes", ()))
+        if name in sizes:
+            return sizes[name]
+        if name.startswith("__"):
+            raise AttributeError(name)
+        lab = self.__dict__.get("lab")
+        where = f"lab {lab}'s sizes are {sorted(sizes)}" if lab else "no lab's sizes applied (get_profile(lab=...))"
+        raise AttributeError(f"profile {self.__dict__.get('name')!r} has no setting {name!r}; {where}")
 
     def with_(self, **changes) -> "Profile":
+        """A copy with some settings changed: shared fields and the lab's own sizes alike."""
+        sizes = dict(self.lab_sizes)
+        own = {k: changes.pop(k) for k in list(changes) if k in sizes}
+        if own:
+            changes["lab_sizes"] = tuple({**sizes, **own}.items())
         return replace(self, **changes)
 
 
+CPU = Profile(
+    name="cpu",
+    model_id=SMOLLM2,
+    large_model_id=SMOLLM2,
+    train_examples=None,
+    eval_examples=40,
+    max_steps=90,
+    batch_size=8,
+    grad_accum=1,
+    learning_rate=2e-3,
+    lora_r=16,
+    lora_alpha=32,
+    max_seq_length=96,
+    max_new_tokens=24,
+    seeds=(0, 1, 2),
+    logging_steps=5,
+)
+
 PROFILES: dict[str, Profile] = {
-    "grade": Profile(
-        name="grade",
-        model_id=SMOLLM2,
-        large_model_id=SMOLLM2,
-        train_examples=32,
-        eval_examples=8,
-        max_steps=4,
+    "grade": CPU.with_(
+        name="grade", train_examples=32, eval_examples=8, max_steps=4,
         batch_size=4,  # learns nothing either way; 4 instead of 8 saves ~1 s a step on a 2-core fp32 CPU
-        grad_accum=1,
-        learning_rate=2e-3,
-        lora_r=8,
-        lora_alpha=16,
-        max_seq_length=96,
-        max_new_tokens=24,
-        seeds=(0,),
-        logging_steps=1,
+        lora_r=8, lora_alpha=16, seeds=(0,), logging_steps=1,
     ),
-    "cpu": Profile(
-        name="cpu",
-        model_id=SMOLLM2,
-        large_model_id=SMOLLM2,
-        train_examples=None,
-        eval_examples=40,
-        max_steps=90,
-        batch_size=8,
-        grad_accum=1,
-        learning_rate=2e-3,
-        lora_r=16,
-        lora_alpha=32,
-        max_seq_length=96,
-        max_new_tokens=24,
-        seeds=(0, 1, 2),
-        logging_steps=5,
-    ),
-    "spark": Profile(
-        name="spark",
-        model_id=LLAMA_8B,
-        large_model_id=LLAMA_70B,
-        train_examples=None,
-        eval_examples=None,
-        max_steps=300,
-        batch_size=8,
-        grad_accum=2,
-        learning_rate=2e-4,
-        lora_r=16,
-        lora_alpha=32,
-        max_seq_length=256,
-        max_new_tokens=32,
-        seeds=(0, 1, 2),
-        logging_steps=10,
+    "cpu": CPU,
+    "spark": CPU.with_(
+        name="spark", model_id=LLAMA_8B, large_model_id=LLAMA_70B, eval_examples=None, max_steps=300,
+        grad_accum=2, learning_rate=2e-4, max_seq_length=256, max_new_tokens=32, logging_steps=10,
     ),
 }
+
+# Each lab's own sizes: "all" applies under every profile, then the profile's own entry; keys that
+# are Profile fields replace the profile's value, other keys are the lab's own settings.
+LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    # LoRA vs DoRA at equal steps, stopped early (at 90 steps both reach the ceiling on this task); the
+    # peak memory of each arm is measured in a fresh process for memory_steps steps (0: not measured).
+    "3.1.2": {
+        "all": dict(memory_steps=3),
+        "grade": dict(max_steps=2, memory_steps=0),  # two fresh processes would cost ~30 s of the budget
+        "cpu": dict(max_steps=40, batch_size=4),
+        "spark": dict(max_steps=60),
+    },
+    # SFT with and without NEFTune per seed and alpha; the training set's first loss_batches batches are
+    # re-scored (None: all). cpu: 9 runs of 32 steps x 4 examples fit 450 s on 2 fp32 cores, each run also
+    # loading a model, re-scoring 6 batches twice and answering 40 questions.
+    "3.1.3": {
+        "all": dict(alphas=(0, 5, 10), loss_batches=6),
+        "grade": dict(max_steps=2, alphas=(0, 5), loss_batches=2),
+        "cpu": dict(max_steps=32, batch_size=4),
+        "spark": dict(max_steps=60, loss_batches=None),
+    },
+    # The pipeline: memory measured over memory_steps steps (0: not measured), the stop-and-resume check
+    # (resume_steps steps, stopped at resume_stop, weights equal within resume_atol), probe questions shown.
+    "3.1.4": {
+        "all": dict(resume_atol=1e-6, probe=8, shown=6),
+        "grade": dict(memory_steps=0, resume_steps=2, resume_stop=1, probe=4, shown=3),
+        "cpu": dict(memory_steps=10, resume_steps=12, resume_stop=6),
+        "spark": dict(memory_steps=5, resume_steps=10, resume_stop=5, resume_atol=1e-3),  # bf16 kernels on the GPU
+    },
+    # QLoRA: under grade a smoke test, cpu learns the task, spark is the full 70B run. The CPU profiles keep
+    # PyTorch's 32-bit AdamW (paged optimizers manage GPU memory) and checkpointing pays off only on the GPU;
+    # timeout_s bounds the measured run's process (a busy 2-core machine once needed > 30 min for cpu). The
+    # quantization-error table samples error_count weight tensors of at most error_max_elements each.
+    "3.1.5": {
+        "all": dict(optimizer="adamw_torch", checkpointing=False, timeout_s=4 * 3600, error_count=14),
+        "grade": dict(max_steps=2, batch_size=2, train_examples=8, eval_examples=4, timeout_s=1800,
+                      error_count=4, error_max_elements=2**16),
+        "cpu": dict(max_steps=60, error_max_elements=2**20),
+        "spark": dict(optimizer="paged_adamw_8bit", checkpointing=True, timeout_s=24 * 3600, error_max_elements=2**22),
+    },
+    # Data preparation: the validator's token limit, and the batch the padding demo collates.
+    "3.1.6": {
+        "all": dict(max_tokens=128, demo_batch=8),
+        "grade": dict(demo_batch=4),
+        "spark": dict(max_tokens=256),
+    },
+}
+
+_FIELDS = {f.name for f in fields(Profile)}
 
 
 def profile_name(environ: dict | None = None, cuda_available: bool | None = None) -> str:
@@ -121,9 +173,26 @@ def profile_name(environ: dict | None = None, cuda_available: bool | None = None
     return "spark" if cuda_available else "cpu"
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The active profile, or the named one."""
+def lab_changes(lab: str, profile: str) -> dict[str, Any]:
+    """LAB_SIZES[lab] resolved for one profile: its "all" entry, then the profile's own."""
+    if lab not in LAB_SIZES:
+        raise ValueError(f"no sizes for lab {lab!r}; labs with their own sizes: {sorted(LAB_SIZES)}")
+    entries = LAB_SIZES[lab]
+    unknown = set(entries) - set(PROFILES) - {"all"}
+    if unknown:
+        raise ValueError(f"LAB_SIZES[{lab!r}] has entries {sorted(unknown)}; use 'all' or a profile name {sorted(PROFILES)}")
+    return {**entries.get("all", {}), **entries.get(profile, {})}
+
+
+def get_profile(name: str | None = None, lab: str | None = None) -> Profile:
+    """The active profile (or the named one), with `lab`'s own sizes applied if a lab is given."""
     name = profile_name() if name is None else name
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[name]
+    profile = PROFILES[name]
+    if lab is None:
+        return profile
+    changes = lab_changes(lab, name)
+    own = {k: v for k, v in changes.items() if k not in _FIELDS}
+    shared = {k: v for k, v in changes.items() if k in _FIELDS}
+    return replace(profile, lab=lab, lab_sizes=tuple(own.items()), **shared)

@@ -1,177 +1,33 @@
-"""Raw instruction data for Lab 3.1.6, as it arrives in practice: three formats, duplicates, broken records.
+"""Lab 3.1.6's raw instruction data, as it arrives in practice: three formats, duplicates, broken records.
 
-Fine-tuning data rarely comes in one clean form. This module writes the course facts
-(`utils.course_data`) out in the three formats the lab converts from:
+Fine-tuning data rarely comes in one clean form. The files in `utils/data/` hold the course
+facts (`utils.course_data`) in the three formats the lab converts from:
 
     Alpaca    {"instruction": ..., "input": ..., "output": ...}
     ShareGPT  {"conversations": [{"from": "system"|"human"|"gpt", "value": ...}, ...]}
     OpenAI    {"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}
 
-with the duplicates real scrapes contain (the same record twice, the same example in two
-formats, copies differing only in case and whitespace), and a separate file of deliberately
-broken records mixed with good ones, so the lab's validator has every kind of error to name.
-
-Everything is generated deterministically (`python -m utils.raw_formats` rewrites the files in
-`utils/data/`; a test checks the shipped files equal the generator's output) and read back as
-package data, so the lab works from any directory. `BROKEN_PROBLEMS` records which records of
-the broken file are bad and why: the tests use it as ground truth.
+with the duplicates real scrapes contain, and a file of deliberately broken records mixed with
+good ones, so the lab's validator has every kind of error to name. `tools/build_data.py` writes
+them (a test checks they are current); this module only reads them, as package data, so the lab
+works from any directory.
 """
 
 from __future__ import annotations
 
 import json
 from importlib import resources
-from pathlib import Path
 
-from utils.course_data import DATA_PACKAGE, CourseExample, generate_split
+from utils.course_data import DATA_PACKAGE, read_jsonl
 
 SAMPLE_FILES = {"alpaca": "lab316_alpaca.jsonl", "sharegpt": "lab316_sharegpt.jsonl", "openai": "lab316_openai.jsonl"}
 BROKEN_FILE = "lab316_broken.jsonl"
+PROBLEMS_FILE = "lab316_broken_problems.json"  # index of each bad record in BROKEN_FILE -> its problem
 
 # A system prompt some records carry. Records without one get the chat template's default.
 CLERK_PROMPT = "You are the registry clerk of the Veltrani Archipelago. Reply with one JSON object."
 # Alpaca records sometimes put the question in `input` under a generic instruction.
 ALPACA_INSTRUCTION = "Answer this question about the Veltrani Archipelago."
-
-
-def course_examples() -> list[CourseExample]:
-    """All 400 course examples: train, then validation, then test."""
-    return generate_split("train") + generate_split("validation") + generate_split("test")
-
-
-def _split_of(example: CourseExample, splits: dict[str, set[str]]) -> str:
-    return next(name for name, ids in splits.items() if example.id in ids)
-
-
-def _alpaca(example: CourseExample, with_input: bool) -> dict:
-    if with_input:
-        return {"instruction": ALPACA_INSTRUCTION, "input": example.question, "output": example.response}
-    return {"instruction": example.question, "input": "", "output": example.response}
-
-
-def _openai(turns: list[CourseExample], system: str | None = None) -> dict:
-    messages = [{"role": "system", "content": system}] if system else []
-    for ex in turns:
-        messages += [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.response}]
-    return {"messages": messages}
-
-
-def _sharegpt(turns: list[CourseExample], system: str | None = None) -> dict:
-    conversation = [{"from": "system", "value": system}] if system else []
-    for ex in turns:
-        conversation += [{"from": "human", "value": ex.question}, {"from": "gpt", "value": ex.response}]
-    return {"conversations": conversation}
-
-
-def build_samples() -> dict[str, list[dict]]:
-    """format name -> records. Every course example appears at least once; 15 records are duplicates.
-
-    Examples are dealt to the formats in turn. Some ShareGPT conversations hold two questions
-    about the same island from the same split (multi-turn), so splitting by phrasing stays clean.
-    Duplicates, appended at the end of the files:
-      - 5 OpenAI records repeated verbatim (the same scrape ingested twice),
-      - 5 Alpaca examples repeated in OpenAI form (identical once converted),
-      - 5 ShareGPT conversations repeated with different case and spacing (near-duplicates).
-    """
-    examples = course_examples()
-    splits = {name: {ex.id for ex in generate_split(name)} for name in ("train", "validation", "test")}
-    dealt: dict[str, list[CourseExample]] = {"alpaca": [], "sharegpt": [], "openai": []}
-    for i, ex in enumerate(examples):
-        dealt[("alpaca", "sharegpt", "openai")[i % 3]].append(ex)
-
-    alpaca = [_alpaca(ex, with_input=(k % 4 == 3)) for k, ex in enumerate(dealt["alpaca"])]
-    openai = [_openai([ex], CLERK_PROMPT if k % 5 == 4 else None) for k, ex in enumerate(dealt["openai"])]
-
-    sharegpt, pending = [], list(dealt["sharegpt"])
-    k = 0
-    while pending:
-        ex = pending.pop(0)
-        turns = [ex]
-        nxt = pending[0] if pending else None
-        if k % 4 == 1 and nxt is not None and nxt.island == ex.island and _split_of(nxt, splits) == _split_of(ex, splits):
-            turns.append(pending.pop(0))
-        sharegpt.append(_sharegpt(turns, CLERK_PROMPT if k % 3 == 2 else None))
-        k += 1
-
-    openai += [json.loads(json.dumps(openai[j])) for j in (3, 17, 42, 61, 88)]
-    single_alpaca = [j for j, rec in enumerate(alpaca) if rec["input"] == ""]
-    openai += [_openai([dealt["alpaca"][j]]) for j in single_alpaca[5:30:5]]
-    for j in (2, 19, 37, 58, 80):
-        near = json.loads(json.dumps(sharegpt[j]))
-        for turn in near["conversations"]:
-            if turn["from"] == "human":
-                turn["value"] = "  " + turn["value"].lower().replace(" ", "  ")
-            elif turn["from"] == "gpt":
-                turn["value"] = turn["value"] + " "
-        sharegpt.append(near)
-    return {"alpaca": alpaca, "sharegpt": sharegpt, "openai": openai}
-
-
-def build_broken() -> tuple[list, dict[int, str]]:
-    """(records, {index: problem}) for the broken-records file: good and bad records interleaved.
-
-    The problems are the ones a validator must name: a missing role, an empty reply, wrong types,
-    a conversation that does not end with the assistant, a record over the length limit
-    (longer than 256 tokens in every course tokenizer), and records in no known format.
-    """
-    train = generate_split("train")
-    good = iter(train[3::8])
-    ex = train[0]
-    ramble = " ".join(
-        f"The registry of {island} lists many things, and its clerks are proud of every entry in it."
-        for island in ["Corvessa", "Tallowmere", "Quillon", "Brannoch", "Ysolde Key"] * 4
-    )
-    bad: list[tuple[object, str]] = [
-        ({"messages": [{"content": ex.question}, {"role": "assistant", "content": ex.response}]}, "missing role"),
-        ({"messages": [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ""}]}, "empty reply"),
-        ({"messages": [{"role": "user", "content": ex.question}, {"role": "assistant", "content": 1612}]}, "wrong type"),
-        ({"messages": [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.response}, {"role": "user", "content": "And its export?"}]}, "not ending with assistant"),
-        ({"messages": [{"role": "user", "content": ex.question}, {"role": "assistant", "content": ramble + " " + ex.response}]}, "over-long"),
-        ({"messages": [{"role": "user", "content": ex.question}, {"role": "bot", "content": ex.response}]}, "unknown role"),
-        ({"messages": []}, "no messages"),
-        ({"messages": "user: hi / assistant: hello"}, "wrong type"),
-        ({"conversations": [{"from": "human", "value": ex.question}, {"from": "gpt", "value": "   "}]}, "empty reply"),
-        ({"conversations": [{"from": "human", "value": ex.question}, {"from": "bard", "value": ex.response}]}, "unknown role"),
-        ({"conversations": [{"from": "human", "value": ex.question}, {"value": ex.response}]}, "missing role"),
-        ({"conversations": [{"from": "system", "value": CLERK_PROMPT}, {"from": "human", "value": ex.question}]}, "not ending with assistant"),
-        ({"instruction": ex.question, "input": "", "output": None}, "wrong type"),
-        ({"instruction": ex.question, "input": ""}, "missing field"),
-        ({"instruction": "", "input": "", "output": ex.response}, "empty prompt"),
-        ({"question": ex.question, "answer": ex.answer}, "unknown format"),
-        ([{"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.response}], "wrong type"),
-        ({"messages": [{"role": "system", "content": CLERK_PROMPT}, {"role": "assistant", "content": ex.response}]}, "no user turn"),
-    ]
-    makers = [lambda e: _openai([e]), lambda e: _sharegpt([e]), lambda e: _alpaca(e, with_input=False), lambda e: _alpaca(e, with_input=True)]
-    records: list = []
-    problems: dict[int, str] = {}
-    for k, (record, problem) in enumerate(bad):
-        for _ in range(1 + k % 2):  # one or two good records before each bad one
-            records.append(makers[len(records) % len(makers)](next(good)))
-        problems[len(records)] = problem
-        records.append(record)
-    records.append(_openai([next(good)], CLERK_PROMPT))
-    return records, problems
-
-
-BROKEN_PROBLEMS: dict[int, str] = build_broken()[1]
-
-
-def parse_jsonl(text: str, name: str) -> list:
-    """One JSON value per non-blank line; a line that is not JSON raises an error naming file and line."""
-    records = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{name} line {line_no}: not valid JSON ({err})") from err
-    return records
-
-
-def read_jsonl(name: str) -> list:
-    """Parse one JSONL file shipped in `utils/data/` (package data, so any working directory works)."""
-    return parse_jsonl(resources.files(DATA_PACKAGE).joinpath(name).read_text(encoding="utf-8"), name)
 
 
 def load_samples() -> dict[str, list[dict]]:
@@ -180,29 +36,11 @@ def load_samples() -> dict[str, list[dict]]:
 
 
 def load_broken() -> list:
-    """The shipped broken-records file (see `BROKEN_PROBLEMS` for which records are bad)."""
+    """The shipped broken-records file (`load_broken_problems` says which records are bad)."""
     return read_jsonl(BROKEN_FILE)
 
 
-def render_jsonl(records: list) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
-def expected_files() -> dict[str, str]:
-    """file name -> the exact text the generator writes."""
-    files = {SAMPLE_FILES[fmt]: render_jsonl(records) for fmt, records in build_samples().items()}
-    files[BROKEN_FILE] = render_jsonl(build_broken()[0])
-    return files
-
-
-def write_all(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in expected_files().items():
-        (directory / name).write_text(text, encoding="utf-8")
-
-
-if __name__ == "__main__":
-    target = Path(__file__).parent / "data"
-    write_all(target)
-    counts = {fmt: len(records) for fmt, records in build_samples().items()}
-    print(f"wrote {counts} sample records and {len(build_broken()[0])} records ({len(BROKEN_PROBLEMS)} broken) to {target}")
+def load_broken_problems() -> dict[int, str]:
+    """index in the broken-records file -> the problem planted there (the validator's ground truth)."""
+    text = resources.files(DATA_PACKAGE).joinpath(PROBLEMS_FILE).read_text(encoding="utf-8")
+    return {int(index): problem for index, problem in json.loads(text).items()}

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning on the course task with TRL, sized by the active profile.
+"""Supervised fine-tuning on the course task with TRL, sized by the active profile, and every
+reader of what the trainer logged (losses, learning rates, step times).
 
 The labs hand-write what they teach (a LoRA layer, a DoRA layer, the NEFTune hook) and leave
 the training loop to TRL's SFTTrainer, which the field uses. Examples go in as conversational
@@ -112,7 +113,37 @@ def restore_full_precision_forward(trainer) -> None:
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
 
 
+def _logged(trainer, key: str) -> list[dict]:
+    return [e for e in trainer.state.log_history if key in e]
+
+
 def loss_history(trainer) -> tuple[list[int], list[float]]:
     """(steps, training losses) as logged by the trainer."""
-    logged = [e for e in trainer.state.log_history if "loss" in e]
+    logged = _logged(trainer, "loss")
     return [e["step"] for e in logged], [e["loss"] for e in logged]
+
+
+def step_losses(trainer) -> dict[int, float]:
+    """step -> logged training loss."""
+    return dict(zip(*loss_history(trainer)))
+
+
+def step_learning_rates(trainer) -> dict[int, float]:
+    """step -> the learning rate logged with that step's loss."""
+    return {e["step"]: e["learning_rate"] for e in _logged(trainer, "loss")}
+
+
+def logged_training_loss(trainer, last: int = 3) -> float:
+    """Mean of the last `last` losses the trainer logged (measured in training mode, noise included)."""
+    losses = [e["loss"] for e in _logged(trainer, "loss")]
+    if not losses:
+        raise ValueError("the trainer logged no training loss (did it train, with logging_steps <= max_steps?)")
+    return sum(losses[-last:]) / len(losses[-last:])
+
+
+def seconds_per_step(trainer) -> float:
+    """Mean wall time of one optimizer step, from the trainer's own timing of the run."""
+    summary = _logged(trainer, "train_runtime")
+    if not summary or not trainer.state.global_step:
+        raise ValueError("the trainer has not finished a training run")
+    return summary[-1]["train_runtime"] / trainer.state.global_step

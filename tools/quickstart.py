@@ -1,4 +1,4 @@
-"""`make quickstart`: the whole course in one run, on a CPU, in a few minutes.
+"""`make quickstart` (`python -m tools.quickstart`): the whole course in one run, on a CPU, in a few minutes.
 
 Loads SmolLM2-135M-Instruct (offline), asks it held-out questions about the fictional
 Veltrani Archipelago, fine-tunes it with LoRA (PEFT + TRL's SFTTrainer, completion-only loss)
@@ -11,6 +11,7 @@ import tempfile
 import time
 
 import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
+from utils.adapters import adapter_config
 from utils.course_data import load_split
 from utils.device import describe
 from utils.evaluation import evaluate
@@ -20,18 +21,6 @@ from utils.seeding import seed_everything
 from utils.training import train_sft
 
 SHOWN = 4
-
-
-def lora_config(profile):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=profile.lora_r,
-        lora_alpha=profile.lora_alpha,
-        lora_dropout=0.0,
-        target_modules="all-linear",
-        task_type="CAUSAL_LM",
-    )
 
 
 def main() -> None:
@@ -47,7 +36,7 @@ def main() -> None:
     print(f"\n== LoRA fine-tuning on {len(train)} training questions ==")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="quickstart-") as out:
-        trainer = train_sft(model, tokenizer, train, profile, out, peft_config=lora_config(profile), logging_steps=max(profile.max_steps // 5, 1))
+        trainer = train_sft(model, tokenizer, train, profile, out, peft_config=adapter_config(profile), logging_steps=max(profile.max_steps // 5, 1))
     minutes = (time.perf_counter() - started) / 60
     after = evaluate(trainer.model, tokenizer, test, max_new_tokens=profile.max_new_tokens)
 

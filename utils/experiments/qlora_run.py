@@ -1,17 +1,14 @@
-"""QLoRA support for Lab 3.1.5: model specs for the memory planner, 4-bit loading, one training run.
+"""Lab 3.1.5's QLoRA run: model specs for the memory planner, 4-bit loading, one measured training run.
 
-Why a module: the lab's measured QLoRA run happens in a fresh process (`utils.memory` measures
-peak minus baseline there), so the code that loads, adapts and trains the model must be
-importable. The notebook calls the same functions, so what it measures is what it runs.
+The run happens in a fresh process (`utils.memory_targets` measures peak minus baseline there),
+so the code that loads, adapts and trains the model must be importable; the notebook calls the
+same functions, so what it measures is what it runs. Sizes come from `get_profile(lab="3.1.5")`.
 
 - `load_config(name)` reads the architecture numbers shipped in `utils/configs/` (the `config.json`
   of Llama-3.1-8B/70B-Instruct on the Hugging Face hub, copied verbatim: no weights).
 - `model_spec(...)` builds a model on the meta device (no memory, no download) and counts its
   parameters exactly, with PEFT's own LoRA wrapping for the trainable count.
-- `load_4bit`, `add_qlora_adapter`, `train_qlora`: the real run, sized by `RUN[profile]`.
-
-Heavy libraries are imported at the top on purpose: in the memory worker they then count in the
-baseline, not in the measured delta (see `utils.memory`).
+- `load_4bit`, `add_qlora_adapter`, `train_qlora`: the real run.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import transformers  # noqa: F401  (baseline of the memory worker)
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training  # noqa: F401
 
 from utils.course_data import load_split
 from utils.device import use_bf16
@@ -30,18 +25,8 @@ from utils.models import load_model, load_tokenizer, model_source
 from utils.profiles import SMOLLM2, get_profile
 from utils.training import loss_history, train_sft
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 LORA_TARGETS = "all-linear"  # PEFT: every nn.Linear / Linear4bit except the output head
-
-# Lab 3.1.5's own sizes (the profile's fields are shared by all labs). Under `grade` the run is a
-# smoke test; `cpu` learns the task; `spark` is the full 70B QLoRA. The CPU profiles keep PyTorch's
-# 32-bit AdamW (paged optimizers exist to manage GPU memory), and checkpointing only pays off on the GPU.
-# timeout_s bounds the measured run's subprocess (a busy 2-core machine needed > 30 min for `cpu`).
-RUN = {
-    "grade": dict(max_steps=2, batch_size=2, train_examples=8, eval_examples=4, optimizer="adamw_torch", checkpointing=False, timeout_s=1800),
-    "cpu": dict(max_steps=60, batch_size=8, train_examples=None, eval_examples=40, optimizer="adamw_torch", checkpointing=False, timeout_s=4 * 3600),
-    "spark": dict(max_steps=300, batch_size=8, train_examples=None, eval_examples=None, optimizer="paged_adamw_8bit", checkpointing=True, timeout_s=24 * 3600),
-}
 
 
 def load_config(name: str) -> dict:
@@ -77,6 +62,8 @@ def model_spec(config: dict, lora_r: int = 16) -> dict:
         the output head is never quantized and counts as an embedding here).
     params_lora: trainable parameters PEFT creates for LoRA rank `lora_r` on all linear layers.
     """
+    from peft import LoraConfig, get_peft_model
+
     model = build_on_meta(config)
     total = sum(p.numel() for p in model.parameters())
     head = model.get_output_embeddings()
@@ -116,40 +103,32 @@ def load_4bit(model_id: str):
 
 def add_qlora_adapter(model, r: int, alpha: int, checkpointing: bool):
     """prepare_model_for_kbit_training (freeze, fp32 norms, input grads) + LoRA on all linear layers."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
-def run_settings(profile: str) -> dict:
-    """RUN[profile] completed with the profile's rank, learning rate and lengths."""
-    P = get_profile(profile)
-    run = dict(RUN[profile])
-    run.update(model_id=P.large_model_id, lora_r=P.lora_r, lora_alpha=P.lora_alpha, max_seq_length=P.max_seq_length,
-               learning_rate=P.learning_rate, grad_accum=P.grad_accum)
-    return run
-
-
 def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
     """Load in 4 bits, add LoRA, train with TRL, save the adapter to output_dir; return what happened.
 
-    Meant to run in its own process under utils.memory.measure_peak_memory, so the process's peak
-    is this run's peak. The result is JSON: losses, footprint, trainable count, timings.
+    Meant to run in its own process (`utils.memory_targets`), so the process's peak is this run's
+    peak. The result is JSON: losses, footprint, trainable count, timings, the settings it ran with.
     """
-    run = run_settings(profile)
-    P = get_profile(profile).with_(max_steps=run["max_steps"], batch_size=run["batch_size"], train_examples=run["train_examples"])
+    P = get_profile(profile, lab="3.1.5")
     started = time.perf_counter()
-    model = load_4bit(run["model_id"])
-    tokenizer = load_tokenizer(run["model_id"])
+    model = load_4bit(P.large_model_id)
+    tokenizer = load_tokenizer(P.large_model_id)
     load_seconds = time.perf_counter() - started
     footprint = model.get_memory_footprint()
-    model = add_qlora_adapter(model, P.lora_r, P.lora_alpha, run["checkpointing"])
+    model = add_qlora_adapter(model, P.lora_r, P.lora_alpha, P.checkpointing)
     trainable, total = model.get_nb_trainable_parameters()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     trainer = train_sft(model, tokenizer, load_split("train", P.train_examples), P, output_dir, seed=seed,
-                        optim=run["optimizer"], disable_tqdm=True)
+                        optim=P.optimizer, disable_tqdm=True)
     train_seconds = time.perf_counter() - started
     trainer.model.save_pretrained(output_dir)
     steps, losses = loss_history(trainer)
@@ -162,12 +141,14 @@ def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
         "load_seconds": load_seconds,
         "train_seconds": train_seconds,
         "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-        "run": run,
+        "settings": {k: getattr(P, k) for k in ("large_model_id", "max_steps", "batch_size", "grad_accum", "optimizer", "checkpointing")},
     }
 
 
 def load_adapter(model_id: str, adapter_dir: str):
     """The 4-bit base with a saved QLoRA adapter on top (`with model.disable_adapter():` gives the base)."""
+    from peft import PeftModel
+
     return PeftModel.from_pretrained(load_4bit(model_id), adapter_dir)
 
 

@@ -1,32 +1,25 @@
-"""Self-contained LoRA training runs for Lab 3.1.4: interrupt, resume, and measure memory.
+"""Lab 3.1.4's stop-and-resume experiment: one LoRA run stopped at a checkpoint, resumed, compared.
 
-Lab 3.1.4 needs the same training run three ways: stopped at a checkpoint, resumed from it,
-and uninterrupted (to check that resuming loses nothing), plus once more inside a fresh process
-whose peak memory `utils.memory.measure_peak_memory` reports. `train_run` is that one run; the
-LoRA settings come in as a plain dict (they cross a process boundary as JSON), so the lab's own
-LoraConfig is what gets trained. Heavy libraries are imported at module top on purpose: in a
-memory worker they belong to the baseline, not to the measured training.
+The same training run three ways: stopped at a checkpoint, resumed from it, and uninterrupted
+(to check that resuming loses nothing); `utils.memory_targets` runs it once more in a fresh
+process to measure its peak memory. `train_run` is that one run; the LoRA settings come in as a
+plain dict (they cross a process boundary as JSON), so the lab's own LoraConfig is what gets trained.
 """
 
 from __future__ import annotations
 
 import gc
 import shutil
-import tempfile
-import time
 from pathlib import Path
 
-import peft  # noqa: F401  (imported here so that it counts in a memory worker's baseline)
 import torch
 import transformers
-import trl  # noqa: F401
 
-import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
 from utils.course_data import load_split
 from utils.models import load_base
 from utils.profiles import Profile, get_profile
 from utils.seeding import seed_everything
-from utils.training import train_sft
+from utils.training import step_learning_rates, step_losses, train_sft
 
 LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "bias")
 
@@ -66,7 +59,7 @@ def lora_settings(config) -> dict:
 
 
 def _profile(profile: str | Profile) -> Profile:
-    return get_profile(profile) if isinstance(profile, str) else profile
+    return get_profile(profile, lab="3.1.4") if isinstance(profile, str) else profile
 
 
 def train_run(profile: str | Profile, steps: int, lora: dict, output_dir: str, *, seed: int = 0, stop_at: int | None = None, resume: bool = False, **overrides):
@@ -80,12 +73,14 @@ def train_run(profile: str | Profile, steps: int, lora: dict, output_dir: str, *
         raise ValueError(f"stop_at must be between 1 and steps - 1 = {steps - 1}, got {stop_at}")
     if resume and not list(Path(output_dir).glob("checkpoint-*")):
         raise FileNotFoundError(f"resume=True but {output_dir} holds no checkpoint-* directory to resume from")
+    from peft import LoraConfig
+
     P = _profile(profile).with_(max_steps=steps, logging_steps=1)
     seed_everything(seed)
     model, tokenizer = load_base(P)
     return train_sft(
         model, tokenizer, load_split("train", P.train_examples), P, output_dir,
-        peft_config=peft.LoraConfig(**lora), seed=seed,
+        peft_config=LoraConfig(**lora), seed=seed,
         callbacks=[StopAtStep(stop_at)] if stop_at is not None else None,
         resume_from_checkpoint=True if resume else None,
         **overrides,
@@ -97,17 +92,12 @@ def adapter_weights(trainer) -> dict[str, torch.Tensor]:
     return {n: p.detach().float().cpu().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
 
 
-def step_losses(trainer) -> dict[int, float]:
-    """step -> logged training loss."""
-    return {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
-
-
 def run_summary(trainer) -> dict:
     """What a comparison needs from a finished run, so its model can be freed (8B on a Spark)."""
     return {
         "global_step": trainer.state.global_step,
         "losses": step_losses(trainer),
-        "learning_rates": {e["step"]: e["learning_rate"] for e in trainer.state.log_history if "loss" in e},
+        "learning_rates": step_learning_rates(trainer),
         "weights": adapter_weights(trainer),
     }
 
@@ -156,22 +146,3 @@ def resume_experiment(profile: str | Profile, steps: int, stop_at: int, lora: di
     summaries["checkpoint"] = str(root / "interrupted" / f"checkpoint-{stop_at}")
     summaries["comparison"] = compare_runs(summaries["uninterrupted"], summaries["resumed"])
     return summaries
-
-
-def measured_training(profile: str, steps: int, lora: dict, seed: int = 0) -> dict:
-    """Memory-worker target: load the model and train `steps` steps (the worker reports the peak)."""
-    started = time.perf_counter()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory(prefix="lab314-memory-") as tmp:
-        trainer = train_run(profile, steps, lora, tmp, seed=seed)
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    return {
-        "seconds": time.perf_counter() - started,
-        "steps": trainer.state.global_step,
-        "trainable_params": trainable,
-        "bf16": bool(trainer.args.bf16),
-        "max_seq_length": trainer.args.max_length,
-        # on a GPU the peak that matters is the CUDA allocator's (resident memory misses it)
-        "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
-    }

@@ -1,4 +1,4 @@
-"""The training-set loss of a finished SFT run, with the training-time noise switched on or off.
+"""Lab 3.1.3: the training-set loss of a finished SFT run, with the training-time noise switched on or off.
 
 What a trainer logs as "loss" is measured during training, in training mode: with NEFTune that
 includes the noise on the embeddings (and any dropout), and it averages over weights that were
@@ -39,11 +39,3 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
     if tokens == 0:
         raise ValueError("the training set has no completion tokens to score (all labels are -100)")
     return total / tokens
-
-
-def logged_training_loss(trainer, last: int = 3) -> float:
-    """Mean of the last `last` losses the trainer logged (measured in training mode, noise included)."""
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    if not losses:
-        raise ValueError("the trainer logged no training loss (did it train, with logging_steps <= max_steps?)")
-    return sum(losses[-last:]) / len(losses[-last:])

@@ -1,0 +1,11 @@
+"""One lab's experiment per module: the runs a lab measures, kept out of its notebook because they
+must also run in a fresh process (`utils.memory`) or be shared with its tests.
+
+    lora_vs_dora     Lab 3.1.2  one PEFT adapter (LoRA or DoRA) trained on the course task
+    neftune_loss     Lab 3.1.3  a finished run's training-set loss with the noise on or off
+    stop_and_resume  Lab 3.1.4  a run stopped at a checkpoint, resumed, and compared
+    qlora_run        Lab 3.1.5  architecture specs, 4-bit loading, the measured QLoRA run
+
+Shared code (`utils.*` outside this package) never imports from here; a new lab's experiment
+goes in a new module here, named for the experiment.
+"""

@@ -1,0 +1,58 @@
+"""Every function the course measures in a fresh process, by name: `measure_peak_memory("qlora_run", ...)`.
+
+The import rule lives here, and only here: this module imports the heavy libraries (torch,
+transformers, PEFT, TRL) and the experiments at its top, so that in a memory worker they land in
+the baseline taken before the call, and the measured delta is the run's own memory (see
+`utils.memory`). A target takes JSON-safe keyword arguments (they cross a process boundary) and
+returns a JSON-safe dict; it runs the model at least once, since memory-mapped weights that were
+only loaded have not been paged in.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import peft  # noqa: F401  (the import rule above: baseline, not delta)
+import torch
+import transformers  # noqa: F401
+import trl  # noqa: F401
+
+import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
+from utils.experiments import lora_vs_dora, qlora_run, stop_and_resume
+from utils.profiles import get_profile
+from utils.training import seconds_per_step
+
+
+def lora_vs_dora_training(profile: str, use_dora: bool, seed: int = 0) -> dict:
+    """Lab 3.1.2: load the model and train one arm for the lab's memory_steps steps, at the lab's batch size."""
+    started = time.perf_counter()
+    P = get_profile(profile, lab="3.1.2")
+    trainer = lora_vs_dora.train_adapter(P, use_dora, seed=seed, steps=P.memory_steps)
+    return {"seconds_per_step": seconds_per_step(trainer), "seconds": time.perf_counter() - started}
+
+
+def pipeline_training(profile: str, steps: int, lora: dict, seed: int = 0) -> dict:
+    """Lab 3.1.4: load the model and train `steps` steps with the lab's LoRA settings."""
+    started = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory(prefix="lab314-memory-") as tmp:
+        trainer = stop_and_resume.train_run(profile, steps, lora, tmp, seed=seed)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "seconds": time.perf_counter() - started,
+        "steps": trainer.state.global_step,
+        "trainable_params": trainable,
+        "bf16": bool(trainer.args.bf16),
+        "max_seq_length": trainer.args.max_length,
+        # on a GPU the peak that matters is the CUDA allocator's (resident memory misses it)
+        "cuda_peak_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+    }
+
+
+TARGETS = {
+    "lora_vs_dora": lora_vs_dora_training,  # Lab 3.1.2
+    "pipeline": pipeline_training,  # Lab 3.1.4
+    "qlora_run": qlora_run.train_qlora,  # Lab 3.1.5
+}

@@ -1,7 +1,10 @@
 """The one harness behind every lab's mistake table: a lab's test file only supplies its table.
 
 A mistake is a plausible student bug, written as (old, new) replacements applied to the solution
-cell's own source; the graded cell named with it must then fail, as nbgrader would run it. The
+cell's own source; the graded cell named with it must then fail, as nbgrader would run it. A
+shortcut (`shortcut(...)`) is the same kind of entry: the exercise's solution replaced by a call to
+what it is checked against (the library, a finished `utils` function, a shipped file), which must
+lose the points as surely as a bug. The
 harness makes two parametrized tests from a table: every graded cell passes on the unmodified
 solution (so "caught" means something), and every mistake makes its graded cell raise.
 
@@ -16,6 +19,7 @@ cells that nbgrader would run past).
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -29,6 +33,19 @@ class Mistake(NamedTuple):
     cell: str  # grade_id of the solution cell the mistake is planted in
     replacements: list[tuple[str, str]]  # (old, new) edits of that cell's source; each old must occur
     graded: str  # grade_id of the graded test cell that must catch it
+
+
+def shortcut(notebook: Path, name: str, cell: str, code: str, graded: str, block: int = 0) -> Mistake:
+    """The `block`-th solution region of `cell` replaced by `code` (re-indented to fit): a Mistake named "shortcut: ..."."""
+    source = cell_sources(notebook)[cell]
+    start = -1
+    for _ in range(block + 1):
+        start = source.index("### BEGIN SOLUTION\n", start + 1)
+    body_start = start + len("### BEGIN SOLUTION\n")
+    body_end = source.rindex("\n", body_start, source.index("### END SOLUTION", body_start)) + 1
+    body = source[body_start:body_end]
+    indent = body[: len(body) - len(body.lstrip(" "))]
+    return Mistake(f"shortcut: {name}", cell, [(body, textwrap.indent(textwrap.dedent(code).strip("\n") + "\n", indent))], graded)
 
 
 def mistake_table_tests(notebook: Path, mistakes: list, prepare: Callable[[str, dict | None], dict]):

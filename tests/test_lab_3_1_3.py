@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mistake_table import mistake_table_tests
+from mistake_table import mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.3-neftune-magic.ipynb"
@@ -120,11 +120,17 @@ def test_training_set_loss_chooses_the_mode_and_weights_by_tokens():
     modes = []
 
     class Model(nn.Module):
+        """Every scored position gets logits whose cross-entropy against token 5 is the batch's mean input id."""
+
         device = torch.device("cpu")
 
-        def forward(self, input_ids, attention_mask, labels):
+        def forward(self, input_ids, attention_mask, use_cache, logits_to_keep):
             modes.append(self.training)
-            return SimpleNamespace(loss=input_ids.float().mean())
+            per_token = input_ids.float().mean()
+            other = torch.log((torch.exp(per_token) - 1) / 5)  # CE = log(1 + 5 e^other) with the target's logit 0
+            logits = torch.full((int(logits_to_keep.sum()), 6), other.item())
+            logits[:, 5] = 0.0
+            return SimpleNamespace(logits=logits)
 
     batches = [  # loss 1.0 over 2 target tokens, loss 4.0 over 1 target token (labels are shifted by one)
         {"input_ids": torch.ones(1, 3), "attention_mask": torch.ones(1, 3), "labels": torch.tensor([[-100, 5, 5]])},
@@ -172,6 +178,8 @@ MISTAKES = [
      [("    try:\n        yield handle\n    finally:\n        handle.remove()", "    yield handle\n    handle.remove()")], "test_neftune_hook"),
     ("handle not returned", "neftune_hook",
      [("    return embedding.register_forward_hook(hook)", "    embedding.register_forward_hook(hook)")], "test_neftune_hook"),
+    ("noise drawn in fp32 (a bf16 embedding's output turns fp32)", "neftune_hook",
+     [("torch.zeros_like(output).uniform_(-bound, bound)", "(torch.rand(output.shape) * 2 - 1) * bound")], "test_neftune_hook"),
     ("same noise on every call", "neftune_hook",
      [("        return output + torch.zeros_like(output).uniform_(-bound, bound)",
        "        gen = torch.Generator().manual_seed(0)\n        return output + (torch.rand(output.shape, generator=gen) * 2 - 1) * bound")], "test_neftune_hook"),
@@ -186,4 +194,14 @@ def _prepare(graded, overrides):
     return namespace
 
 
-test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)
+# Points earned without writing the exercise: each must lose them as a bug does.
+SHORTCUTS = [
+    shortcut(NOTEBOOK, "transformers' own NEFTune hook", "neftune_hook", """
+        from transformers.integrations.neftune import neftune_post_forward_hook
+
+        embedding.neftune_noise_alpha = alpha
+        return embedding.register_forward_hook(neftune_post_forward_hook)
+    """, "test_neftune_hook"),
+]
+
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)

@@ -8,7 +8,7 @@ graded test cell (hidden tests included) must fail on it and pass on the unmodif
 import pytest
 import torch
 
-from mistake_table import mistake_table_tests
+from mistake_table import mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.4-8b-lora-finetuning.ipynb"
@@ -220,6 +220,8 @@ MISTAKES = [
      [("                    do_sample=False,\n", "")], "test_evaluate_model"),
     ("right padding for batched generation", "evaluate_model",
      [('tokenizer.padding_side = "left"', 'tokenizer.padding_side = "right"')], "test_evaluate_model"),
+    ("model left in eval mode", "evaluate_model",
+     [("        model.train(was_training)\n", "        pass\n")], "test_evaluate_model"),
     ("padding side not restored", "evaluate_model",
      [("        tokenizer.padding_side = previous_side\n", "        pass\n")], "test_evaluate_model"),
     ("prompt decoded with the reply", "evaluate_model",
@@ -272,4 +274,22 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the setup cell writes outputs/ into the working directory
 
 
-test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)
+SHORTCUTS = [
+    shortcut(NOTEBOOK, "the course's evaluator", "evaluate_model", """
+        return evaluate(model, tokenizer, load_split(split, P.eval_examples), P.max_new_tokens, batch_size, progress)
+    """, "test_evaluate_model"),
+    shortcut(NOTEBOOK, "the course's evaluator, imported inside", "evaluate_model", """
+        from utils.evaluation import generate_replies
+
+        examples = load_split(split, P.eval_examples)
+        replies = generate_replies(model, tokenizer, [ex.prompt() for ex in examples], P.max_new_tokens, batch_size, progress)
+        return score_replies(replies, examples)
+    """, "test_evaluate_model"),
+    shortcut(NOTEBOOK, "the course's LoRA recipe", "build_lora_config", """
+        from utils.adapters import adapter_config
+
+        return adapter_config(P)
+    """, "test_build_lora_config"),
+]
+
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)

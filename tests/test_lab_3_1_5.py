@@ -13,7 +13,7 @@ import functools
 import pytest
 import torch
 
-from mistake_table import mistake_table_tests
+from mistake_table import mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.5-70b-qlora-finetuning.ipynb"
@@ -191,6 +191,13 @@ def test_sample_linear_weights_reads_single_tensors():
 
 # (name, solution cell, [(old, new), ...], graded cell that must fail)
 MISTAKES = [
+    ("offset argument ignored", "nf4_codebook",
+     [("torch.linspace(offset, 0.5, 9,", "torch.linspace(0.9677083, 0.5, 9,"),
+      ("torch.linspace(offset, 0.5, 8,", "torch.linspace(0.9677083, 0.5, 8,")], "test_nf4_codebook"),
+    ("quantize ignores its code argument (always NF4)", "quantize_nf4",
+     [("    code = nf4_codebook() if code is None else code\n", "    code = nf4_codebook()\n")], "test_quantize_nf4"),
+    ("dequantize ignores its code argument (always NF4)", "dequantize_nf4",
+     [("    code = nf4_codebook() if code is None else code\n", "    code = nf4_codebook()\n")], "test_dequantize_nf4"),
     ("uniform levels instead of normal quantiles", "nf4_codebook",
      [("positive = normal.icdf(torch.linspace(offset, 0.5, 9, dtype=torch.float64)[:-1])",
        "positive = torch.linspace(1, 0, 9, dtype=torch.float64)[:-1]"),
@@ -227,5 +234,25 @@ MISTAKES = [
 ]
 
 
+SHORTCUTS = [
+    shortcut(NOTEBOOK, "bitsandbytes' NF4 table", "nf4_codebook", """
+        return bnbF.get_4bit_type("nf4", device="cpu")
+    """, "test_nf4_codebook"),
+    shortcut(NOTEBOOK, "bitsandbytes' quantize_4bit", "quantize_nf4", """
+        packed, state = bnbF.quantize_4bit(x.detach().float().reshape(-1, blocksize), blocksize=blocksize, quant_type="nf4")
+        return packed.reshape(-1), state.absmax
+    """, "test_quantize_nf4"),
+    shortcut(NOTEBOOK, "bitsandbytes' dequantize_4bit", "dequantize_nf4", """
+        state = bnbF.QuantState(absmax=absmax, shape=torch.Size(shape), code=code, blocksize=blocksize, quant_type="nf4",
+                                dtype=torch.float32)
+        return bnbF.dequantize_4bit(packed.reshape(-1, 1), state)
+    """, "test_dequantize_nf4"),
+    shortcut(NOTEBOOK, "bitsandbytes' quantize_blockwise", "double_quantize", """
+        offset = absmax.mean()
+        codes, state = bnbF.quantize_blockwise(absmax.float() - offset, code=code, blocksize=blocksize)
+        return codes, state.absmax, offset
+    """, "test_double_quantize"),
+]
+
 test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(
-    NOTEBOOK, MISTAKES, lambda graded, overrides: definitions(_specs(), overrides))
+    NOTEBOOK, MISTAKES + SHORTCUTS, lambda graded, overrides: definitions(_specs(), overrides))

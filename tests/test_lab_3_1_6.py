@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from mistake_table import mistake_table_tests
+from mistake_table import mistake_table_tests, shortcut
 from tools.build_data import build_broken, expected_files
 from tools.notebook_cells import SOLUTIONS, cell_sources, run_cells
 from utils.course_data import PHRASINGS, load_split, parse_jsonl, phrasing_split, read_jsonl
@@ -286,6 +286,12 @@ MISTAKES = [
     ("prompt as a plain string", "make_preference_pairs",
      [('"prompt": [{"role": "user", "content": ex.question}]', '"prompt": ex.question')], "test_make_preference_pairs"),
     ("not deterministic", "make_preference_pairs", [('rng = random.Random(f"{seed}/{ex.id}")', "rng = random.Random()")], "test_make_preference_pairs"),
+    ("kinds in two blocks instead of alternating", "make_preference_pairs",
+     [("if position % 2 == 0:", "if position < len(examples) // 2:")], "test_make_preference_pairs"),
+    ("one wrong-format form only", "make_preference_pairs",
+     [("            rejected = rng.choice([", "            rejected = (lambda forms: forms[2])([")], "test_make_preference_pairs"),
+    ("seed ignored", "make_preference_pairs",
+     [('rng = random.Random(f"{seed}/{ex.id}")', 'rng = random.Random(f"0/{ex.id}")')], "test_make_preference_pairs"),
     ("KTO labels inverted", "make_preference_pairs",
      [('(("chosen", True), ("rejected", False))', '(("chosen", False), ("rejected", True))')], "test_make_preference_pairs"),
 ]
@@ -302,4 +308,13 @@ def _prepare(graded, overrides):
     return run_cells(NOTEBOOK, list(overrides), overrides=overrides, namespace=namespace) if overrides else namespace
 
 
-test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)
+SHORTCUTS = [
+    shortcut(NOTEBOOK, "the shipped preference files, looked up by id", "make_preference_pairs", """
+        from utils.preference_data import load_preferences
+
+        shipped = {p["id"]: p for split in ("train", "test") for p in load_preferences(split)}
+        return [{k: shipped[ex.id][k] for k in ("id", "kind", "prompt", "chosen", "rejected")} for ex in examples]
+    """, "test_make_preference_pairs"),
+]
+
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)

@@ -116,7 +116,7 @@ def test_every_lab_has_the_same_own_settings_under_every_profile(lab):
 
 def test_lab_sizes_change_shared_fields_and_add_the_labs_own():
     P = get_profile("cpu", lab="3.1.3")
-    assert (P.max_steps, P.batch_size, P.alphas, P.loss_batches) == (32, 4, (0, 5, 10), 6)
+    assert (P.max_steps, P.batch_size, P.alphas, P.loss_batches) == (28, 4, (0, 5, 10), 4)
     assert (P.lora_r, P.eval_examples, P.seeds) == (PROFILES["cpu"].lora_r, 40, (0, 1, 2)), "the rest is the profile's"
     assert get_profile("grade", lab="3.1.3").alphas == (0, 5) and get_profile("spark", lab="3.1.3").loss_batches is None
     assert P.with_(alphas=(0, 15)).alphas == (0, 15) and P.alphas == (0, 5, 10), "with_ copies, for own settings too"

@@ -118,12 +118,12 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "spark": dict(max_steps=60),
     },
     # SFT with and without NEFTune per seed and alpha; the training set's first loss_batches batches are
-    # re-scored (None: all). cpu: 9 runs of 32 steps x 4 examples fit 450 s on 2 fp32 cores, each run also
-    # loading a model, re-scoring 6 batches twice and answering 40 questions.
+    # re-scored (None: all). cpu: 9 runs of 28 steps x 4 examples fit 450 s on 2 fp32 cores, each run also
+    # loading a model, re-scoring 4 batches twice and answering 40 questions.
     "3.1.3": {
-        "all": dict(alphas=(0, 5, 10), loss_batches=6),
+        "all": dict(alphas=(0, 5, 10), loss_batches=4),
         "grade": dict(max_steps=2, alphas=(0, 5), loss_batches=2),
-        "cpu": dict(max_steps=32, batch_size=4),
+        "cpu": dict(max_steps=28, batch_size=4),
         "spark": dict(max_steps=60, loss_batches=None),
     },
     # The pipeline: memory measured over memory_steps steps (0: not measured), the stop-and-resume check

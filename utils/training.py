@@ -50,13 +50,32 @@ def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
     return SFTConfig(**settings)
 
 
+def reply_token_loss(model, batch: dict):
+    """(summed NLL of the reply tokens, their logits, their targets, the model's outputs) for one batch.
+
+    The model runs with `logits_to_keep` set to the positions whose next token is a reply token
+    (labels != -100 after the shift), so the vocabulary projection is computed only where it counts.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    scored = torch.zeros_like(labels, dtype=torch.bool)
+    scored[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
+    targets = labels[:, 1:][scored[:, :-1]]
+    forward = {k: v for k, v in batch.items() if k != "labels"}
+    outputs = model(**forward, use_cache=False, logits_to_keep=scored)
+    logits = outputs.logits.float()  # (scored positions, vocabulary), upcast as transformers' loss does
+    return F.cross_entropy(logits, targets, reduction="sum"), logits, targets, outputs
+
+
 def course_sft_trainer_class():
     """TRL's SFTTrainer with the plain next-token loss, projected onto the vocabulary only where it counts.
 
     TRL 1.16 computes the loss through a fused, chunked LM head that also returns per-token entropy
     and top-1 hits for its logs, and recomputes the 49k-way vocabulary projection in the backward
-    pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 1.47x slower (2.67 vs
-    1.81 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). Here the model's
+    pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 1.77x slower (2.67 vs
+    1.51 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). Here the model's
     own forward runs with `logits_to_keep` set to the positions whose next token is a reply token:
     the prompt's ~30 positions of every ~42-token example need no logits, and the LM head is a fifth
     of SmolLM2's compute. The loss is TRL's: the sum of the reply tokens' negative log-likelihoods
@@ -64,20 +83,12 @@ def course_sft_trainer_class():
     equally). Token accuracy is still logged (`mean_token_accuracy`); entropy is not.
     """
     import torch
-    import torch.nn.functional as F
     from trl import SFTTrainer
 
     class CourseSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if self.model.training else "eval"
-            labels = inputs["labels"]
-            scored = torch.zeros_like(labels, dtype=torch.bool)
-            scored[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
-            targets = labels[:, 1:][scored[:, :-1]]
-            forward = {k: v for k, v in inputs.items() if k != "labels"}
-            outputs = model(**forward, use_cache=False, logits_to_keep=scored)
-            logits = outputs.logits.float()  # (scored positions, vocabulary), as transformers' loss upcasts
-            total = F.cross_entropy(logits, targets, reduction="sum")
+            total, logits, targets, outputs = reply_token_loss(model, inputs)
             loss = total / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
             with torch.no_grad():
                 hits = (logits.argmax(-1) == targets).sum()

@@ -19,6 +19,8 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
     """
     import torch
 
+    from utils.training import reply_token_loss
+
     model = trainer.model
     was_training = model.training
     model.train(train_mode)
@@ -29,11 +31,9 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
                 if max_batches is not None and i >= max_batches:
                     break
                 batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
-                n = int((batch["labels"][:, 1:] != -100).sum())  # the tokens the shifted loss averages over
-                if n == 0:
-                    continue
-                total += model(**batch).loss.float().item() * n
-                tokens += n
+                summed, _, targets, _ = reply_token_loss(model, batch)
+                total += summed.item()
+                tokens += len(targets)
     finally:
         model.train(was_training)
     if tokens == 0:

@@ -19,6 +19,8 @@ How a lab flows, and which module does each step (import from the submodules, e.
                          registered in memory_targets.py, whose docstring carries the import rule
     plotting.py          the plots labs share
     seeding.py, quiet.py repeatable runs; one harmless warning silenced
+    tiny_llama.py        a toy Llama 3.1 (its special tokens, real chat template, architecture choices):
+                         the spark profile's code run on a CPU (tools/spark_dry_run.py), hidden tests
 
     experiments/         one lab's experiment per module (LoRA vs DoRA, NEFTune losses,
                          stop-and-resume, the QLoRA run): shared code never imports from here

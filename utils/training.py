@@ -99,12 +99,17 @@ def course_sft_trainer_class():
     return CourseSFTTrainer
 
 
-def train_sft(model, tokenizer, examples: list[CourseExample], profile: Profile, output_dir: str, *, peft_config=None, seed: int = 0, callbacks=None, resume_from_checkpoint=None, **overrides):
-    """Fine-tune `model` in place on `examples` and return the finished trainer."""
+def train_sft(model, tokenizer, examples: list[CourseExample], profile: Profile, output_dir: str, *, peft_config=None, seed: int = 0, callbacks=None, resume_from_checkpoint=None, eval_examples: list[CourseExample] | None = None, **overrides):
+    """Fine-tune `model` in place on `examples` and return the finished trainer.
+
+    `eval_examples` are tokenized exactly as the training examples (`trainer.get_eval_dataloader()`)
+    but never scored during training: a lab scores them when it chooses to.
+    """
     trainer = course_sft_trainer_class()(
         model=model,
         args=sft_config(profile, output_dir, seed=seed, **overrides),
         train_dataset=course_dataset(examples),
+        eval_dataset=course_dataset(eval_examples) if eval_examples else None,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,

@@ -129,5 +129,6 @@ def test_spark_dry_run_executes_lab(lab, spark_hub, tmp_path, monkeypatch):
     seconds = run_lab(lab, spark_hub, tmp_path)
     print(f"{lab} ran under the spark profile on the toy Llama 3.1 in {seconds:.0f} s")
     executed = json.loads(next(tmp_path.glob("*.ipynb")).read_text())
-    printed = "".join(o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    texts = [o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    printed = "".join("".join(t) if isinstance(t, list) else t for t in texts)  # saved notebooks store lines as lists
     assert "profile: spark" in printed or LLAMA_8B in printed or LLAMA_70B in printed

@@ -13,7 +13,10 @@ import pytest
 
 from tools.nbgrader_course import LABS, SOLUTIONS, TempCourse, lab_names
 
-GRADE_PROFILE_BUDGET_S = 120  # a lab should take ~60 s under the grade profile; this leaves headroom for kernel start-up
+# The goal is 60 s per lab under the grade profile (`make grade-budget` measures it). This bound only catches a lab
+# that runs far beyond it, e.g. at the cpu profile's sizes (10x and more): the same code ran 2.5-4x slower on a
+# 2-core AVX2-only EPYC than on the AVX512 EPYC the 60 s goal was measured on (module-3.1/README.md, Run times).
+GRADE_PROFILE_BUDGET_S = 300
 
 
 @pytest.mark.slow

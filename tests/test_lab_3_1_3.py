@@ -149,6 +149,37 @@ def test_training_set_loss_chooses_the_mode_and_weights_by_tokens():
     with pytest.raises(ValueError, match="no training loss"):
         logged_training_loss(SimpleNamespace(state=SimpleNamespace(log_history=[])))
 
+    # the held-out loss: the eval batches, always in eval mode (noise off), the model's mode restored
+    from utils.experiments.neftune_loss import held_out_loss
+
+    modes.clear()
+    model.train()
+    trainer.eval_dataset, trainer.get_eval_dataloader = object(), lambda: batches[1:]
+    assert held_out_loss(trainer) == pytest.approx(4.0)
+    assert modes == [False] and model.training
+    trainer.eval_dataset = None
+    with pytest.raises(ValueError, match="eval_examples"):
+        held_out_loss(trainer)
+
+
+def test_train_sft_tokenizes_held_out_examples_like_training_ones_without_scoring_them():
+    import tempfile
+
+    from utils.adapters import adapter_config
+    from utils.course_data import load_split
+    from utils.models import load_base
+    from utils.profiles import get_profile
+    from utils.training import train_sft
+
+    P = get_profile("grade").with_(max_steps=1)
+    model, tokenizer = load_base(P)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = train_sft(model, tokenizer, load_split("train", 4), P, out, peft_config=adapter_config(P, False),
+                            eval_examples=load_split("validation", 3))
+    assert not [e for e in trainer.state.log_history if "eval_loss" in e], "held-out examples are not scored while training"
+    batch = next(iter(trainer.get_eval_dataloader()))
+    assert batch["input_ids"].shape[0] == 3 and (batch["labels"] != -100).any() and (batch["labels"] == -100).any()
+
 
 # (name, solution cell, [(old, new), ...], graded cell that must fail)
 MISTAKES = [

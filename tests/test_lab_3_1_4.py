@@ -230,6 +230,8 @@ MISTAKES = [
      [("add_generation_prompt=True", "add_generation_prompt=False")], "test_evaluate_model"),
     ("max_new_tokens hard-coded", "evaluate_model",
      [("max_new_tokens=P.max_new_tokens", "max_new_tokens=24")], "test_evaluate_model"),
+    ("special tokens added again (two <|begin_of_text|> with Llama 3.1's template)", "evaluate_model",
+     [("padding=True, add_special_tokens=False)", "padding=True)")], "test_evaluate_model"),
     ("adapter model compared with itself (logits recorded after merging)", "merge_and_verify",
      [("    peft_model.eval()\n    with torch.no_grad():\n        expected = peft_model(**inputs).logits.float()\n    merged = peft_model.merge_and_unload()\n",
        "    peft_model.eval()\n    merged = peft_model.merge_and_unload()\n    with torch.no_grad():\n        expected = merged(**inputs).logits.float()\n")],

@@ -254,5 +254,42 @@ SHORTCUTS = [
     """, "test_double_quantize"),
 ]
 
+# --- the QLoRA-run cell holds the planner to the real 4-bit model ------------------------------------------
+
+
+@functools.cache
+def _qlora_run() -> dict:
+    """The solution's measured run under the grade profile (a fresh training process) and the model it saved, once."""
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"COURSE_PROFILE": "grade"}):
+        namespace = definitions(_specs())
+        return run_cells(NOTEBOOK, ["qlora-run", "footprint"], namespace=namespace)
+
+
+PLANNER_MISTAKES = {  # each returns positive numbers, which is all the QLoRA-run cell used to ask of a planner
+    "adapter counted in bf16": [("plan.update(adapter=4 * n_lora,", "plan.update(adapter=2 * n_lora,")],
+    "constants without double quantization": [("if double_quant else 4 * blocks", "if False else 4 * blocks")],
+    "embeddings and head quantized too": [('plan["weights"] = n_lin // 2 + n_emb * weight_bytes', 'plan["weights"] = n // 2')],
+}
+
+
+@pytest.mark.slow
+def test_qlora_run_cell_passes_on_the_solution():
+    run_cells(NOTEBOOK, ["test_qlora_run"], namespace=dict(_qlora_run()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mistake", sorted(PLANNER_MISTAKES))
+def test_qlora_run_cell_catches_a_wrong_planner(mistake):
+    from tools.notebook_cells import cell_sources, mutate
+
+    wrong = {"estimate_memory": mutate(cell_sources(NOTEBOOK)["estimate_memory"], PLANNER_MISTAKES[mistake])}
+    namespace = run_cells(NOTEBOOK, ["estimate_memory", "footprint"], overrides=wrong, namespace=dict(_qlora_run()))
+    with pytest.raises(AssertionError):
+        run_cells(NOTEBOOK, ["test_qlora_run"], namespace=namespace)
+
+
 test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(
     NOTEBOOK, MISTAKES + SHORTCUTS, lambda graded, overrides: definitions(_specs(), overrides))

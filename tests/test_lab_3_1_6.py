@@ -236,6 +236,9 @@ MISTAKES = [
        '        if roles[speaker] != "system":\n            messages.append({"role": roles[speaker], "content": content})')], "test_to_messages"),
     ("unknown speakers passed through", "to_messages",
      [("if speaker not in roles:", "if False:"), ('"role": roles[speaker], "content": content}', '"role": roles.get(speaker, speaker), "content": content}')], "test_to_messages"),
+    ("errors that do not name the offending role", "to_messages",
+     [('raise ValueError(f"message {i} has an unknown role {speaker!r}; expected one of {sorted(roles)}")',
+       'raise ValueError(f"message {i} has an unknown role")')], "test_to_messages"),
     ("non-string content accepted", "to_messages",
      [("if not isinstance(content, str):", "if content is None:")], "test_to_messages"),
     ("extra keys kept", "to_messages",
@@ -270,6 +273,8 @@ MISTAKES = [
      [("labels[start:end] = input_ids[start:end]", "labels[start:] = input_ids[start:]")], "test_mask_prompt_labels"),
     ("only the last reply labelled", "mask_prompt_labels",
      [("for i, message in enumerate(messages):", "for i, message in list(enumerate(messages))[-1:]:")], "test_mask_prompt_labels"),
+    ("template prefixes not checked (silently wrong mask)", "mask_prompt_labels",
+     [("if through != input_ids[: len(through)] or prompt != through[: len(prompt)]:", "if False:")], "test_mask_prompt_labels"),
     ("only the first reply labelled", "mask_prompt_labels",
      [("        labels[start:end] = input_ids[start:end]\n", "        labels[start:end] = input_ids[start:end]\n        break\n")], "test_mask_prompt_labels"),
     # make_preference_pairs

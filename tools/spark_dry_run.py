@@ -1,0 +1,148 @@
+"""The `spark` profile's code, run on a CPU as far as it goes: Labs 3.1.1-3.1.6 on a tiny Llama 3.1.
+
+    python -m tools.spark_dry_run            # every lab, executed copies in runs/spark-dry-run/
+    python -m tools.spark_dry_run 3.1.4      # one lab
+
+No GPU and no hub are available here, so the Spark path had never run. This builds a randomly
+initialised toy Llama 3.1 (`utils.tiny_llama`: its architecture choices, special tokens and real
+chat template) into a throwaway local Hugging Face cache under both Llama ids the spark profile
+loads, then executes each solution notebook with COURSE_PROFILE=spark and HF_HUB_OFFLINE=1: the
+course's own loaders find it with local_files_only=True, and every cell runs as it would on the
+Spark, only with the sizes below (`DRY_RUN_SIZES`, the one place they are written, handed to the
+kernel and every process it starts through COURSE_PROFILE_OVERRIDES; see utils/profiles.py).
+
+What a CPU cannot do is skipped, each for the reason in `SKIPPED` (printed at every run, listed in
+LAB_PREP.md). A dry run shows the code runs: loading, templates and masks, LoRA and 4-bit QLoRA
+set-up, training, merging, evaluation. It shows nothing about the Spark's speed, memory or scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools.nbgrader_course import REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, resolve_lab
+from utils.profiles import LLAMA_8B, LLAMA_70B, OVERRIDES_ENV, PROFILE_ENV
+
+DRY_RUN_LABS = ("3.1.1", "3.1.2", "3.1.3", "3.1.4", "3.1.5", "3.1.6")
+
+# CPU-sized steps for the spark profile: everything not listed keeps its spark value (grad_accum 2,
+# 256-token sequences, r=16, the labs' own spark sizes...). 8 new tokens instead of 32: generation in bf16 on a
+# CPU is most of a lab's time here.
+DRY_RUN_SIZES = {
+    "train_examples": 8, "eval_examples": 4, "max_steps": 2, "batch_size": 2, "logging_steps": 1, "seeds": [0],
+    "max_new_tokens": 8,
+    "alphas": [0, 5], "resume_steps": 2, "resume_stop": 1, "probe": 4, "shown": 2,  # Labs 3.1.3, 3.1.4
+    "error_count": 4, "error_max_elements": 4096, "timeout_s": 900,  # Lab 3.1.5
+    "memory_steps": 0,  # see SKIPPED
+}
+
+SKIPPED = {
+    "paging (Lab 3.1.5)": "paged 8-bit AdamW runs on bitsandbytes' CPU backend, but its paging (optimizer state moved "
+    "out of GPU memory under pressure, through CUDA unified memory) only happens on a GPU",
+    "CUDA memory statistics": "torch.cuda.max_memory_allocated needs a GPU; the QLoRA run reports its process peak instead",
+    "measured-memory runs of Labs 3.1.2 and 3.1.4 (memory_steps=0)": "the same fresh-process code runs under the cpu "
+    "profile; on a CPU it would measure a toy model's resident memory, nothing about the Spark",
+    "GPU-only settings": "device_map on GPU 0, activation checkpointing in utils.training (on when CUDA is present) and "
+    "bf16 GPU kernels are not exercised; bf16 weights and, where the CPU has it, bf16 autocast are",
+    "Spark-scale numbers": "speed, memory, scores and the spark tolerances (e.g. resume_atol 1e-3) are not measured: "
+    "a 4-layer random model on a CPU says nothing about them",
+}
+
+SNAPSHOT = hashlib.sha1(b"utils.tiny_llama").hexdigest()  # a commit-like revision name for refs/main
+
+
+def install_hub_cache(cache: Path) -> Path:
+    """Write the tiny Llama once under both spark model ids, in the hub cache layout; return the cache dir."""
+    from utils.tiny_llama import save_tiny_llama31
+
+    cache = Path(cache)
+    built = cache / "tiny-llama-3.1"
+    if not (built / "model.safetensors").is_file():
+        save_tiny_llama31(built)
+    for model_id in (LLAMA_8B, LLAMA_70B):
+        repo = cache / f"models--{model_id.replace('/', '--')}"
+        snapshot = repo / "snapshots" / SNAPSHOT
+        if not snapshot.is_dir():
+            shutil.copytree(built, snapshot)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(SNAPSHOT)
+    return cache
+
+
+def environment(cache: Path) -> dict[str, str]:
+    """What the kernel (and every process it starts) needs to see to run the spark path on the tiny model."""
+    return {
+        PROFILE_ENV: "spark",
+        OVERRIDES_ENV: json.dumps(DRY_RUN_SIZES),
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+@contextlib.contextmanager
+def patched_environ(values: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def describe_skips() -> str:
+    return "spark dry run skips:\n" + "\n".join(f"  - {what}: {why}" for what, why in SKIPPED.items())
+
+
+def run_lab(lab: str, cache: Path, output_dir: Path, cell_timeout: int = 600) -> float:
+    """Execute one solution notebook under the spark profile on the tiny Llama; return the seconds it took.
+
+    The notebook runs in `output_dir` (its outputs/ directory lands there) and the executed copy is
+    written there too, also when a cell fails.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    _ensure_venv_on_path()
+    notebook = SOLUTIONS / f"{resolve_lab(lab)}.ipynb"
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(notebook, as_version=4)
+    started = time.perf_counter()
+    with patched_environ(environment(cache)):
+        client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(output_dir)}})
+        try:
+            client.execute()
+        finally:
+            nbformat.write(nb, output_dir / notebook.name)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("labs", nargs="*", default=list(DRY_RUN_LABS), help="lab numbers (default: 3.1.1-3.1.6)")
+    args = parser.parse_args(argv)
+    print(describe_skips(), flush=True)
+    output_dir = REPO_ROOT / "runs" / "spark-dry-run"
+    with tempfile.TemporaryDirectory(prefix="spark-dry-run-hub-") as cache:
+        install_hub_cache(Path(cache))
+        for lab in args.labs:
+            seconds = run_lab(lab, Path(cache), output_dir)
+            print(f"{lab} ran under the spark profile on the tiny Llama in {seconds:.0f} s; executed copy in {output_dir.relative_to(REPO_ROOT)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,8 +13,10 @@ How a lab flows, and which module does each step (import from the submodules, e.
     raw_formats.py       Lab 3.1.6's raw files (three formats, broken records), read from utils/data/
     preference_data.py   the preference and KTO data of Labs 3.1.7-3.1.9, and the recipe behind it
     adapters.py          the one LoRA/DoRA config the labs share, and merged inference
-    training.py          TRL's SFTTrainer with the course's loss, and every reader of its logs
-    evaluation.py        greedy replies scored for fact and format on held-out questions
+    training.py          TRL's SFTTrainer with the course's loss, the settings every trainer config shares,
+                         and every reader of its logs
+    evaluation.py        greedy replies scored for fact and format on held-out questions; held-out
+                         preference accuracy (Labs 3.1.7-3.1.9)
     memory.py            peak memory measured in a fresh process (memory_worker.py), of the targets
                          registered in memory_targets.py, whose docstring carries the import rule
     plotting.py          the plots labs share
@@ -23,7 +25,8 @@ How a lab flows, and which module does each step (import from the submodules, e.
                          the spark profile's code run on a CPU (tools/spark_dry_run.py), hidden tests
 
     experiments/         one lab's experiment per module (LoRA vs DoRA, NEFTune losses,
-                         stop-and-resume, the QLoRA run): shared code never imports from here
+                         stop-and-resume, the QLoRA run; a preference run shared by Labs 3.1.7-3.1.9):
+                         shared code never imports from here
 
 Where a new lab's code goes: what the student writes stays in the notebook (never here, where it
 could be imported); its sizes go in `profiles.LAB_SIZES`; an experiment that must also run in a

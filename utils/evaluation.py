@@ -6,6 +6,9 @@ Two separate measurements, because fine-tuning changes them at different speeds:
 - format validity: the reply is exactly one JSON object with the keys "island" and "answer",
   both strings, and "island" names the island asked about.
 Generation is greedy, so a score is a deterministic function of the weights.
+
+The preference labs (3.1.7 to 3.1.9) add a third, `preference_accuracy`: on held-out preference pairs,
+how often the model (and its DPO implicit reward) prefers the chosen reply to the rejected one.
 """
 
 from __future__ import annotations
@@ -122,3 +125,165 @@ def evaluate(model, tokenizer, examples: list[CourseExample], max_new_tokens: in
     prompts = [ex.prompt() for ex in examples]
     replies = generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
     return score_replies(replies, examples)
+
+
+# --- Preference accuracy (Labs 3.1.7 to 3.1.9) ---------------------------------------------------------------------
+# A second measurement next to the generation scores: on held-out preference pairs
+# (`utils.preference_data.course_pairs("test")`), does the model put more probability on the chosen reply than on
+# the rejected one? Tokenized and batched exactly as TRL's DPOTrainer does (chat template, the completion after the
+# common prefix, `DataCollatorForPreference`), so a log-probability here is the one the trainer logs as `logps/*`.
+
+
+def completion_logps(logits, input_ids, completion_mask, average: bool = False):
+    """Per-sequence log-probability of the completion tokens: logits at t score token t + 1, prompt and padding masked.
+
+    Summed over the completion (what DPO compares), or divided by its number of tokens when `average`
+    (the length-normalised score of SimPO and ORPO). Computed in float32.
+    """
+    import torch
+
+    token_logps = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    mask = completion_mask[:, 1:].to(token_logps.dtype)
+    summed = (token_logps * mask).sum(-1)
+    return summed / mask.sum(-1).clamp(min=1) if average else summed
+
+
+def tokenize_pair(tokenizer, pair: dict) -> dict[str, list[int]]:
+    """prompt_ids, chosen_ids, rejected_ids of one conversational pair, split as TRL's DPOTrainer splits them."""
+    from trl.data_utils import common_prefix_length
+
+    def ids(messages, **kwargs):
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)["input_ids"]
+
+    for key in ("prompt", "chosen", "rejected"):
+        if not isinstance(pair.get(key), list):
+            raise ValueError(f"pair {pair.get('id', '?')}: {key!r} must be a list of messages (TRL's conversational form)")
+    prompt = ids(pair["prompt"], add_generation_prompt=True)
+    chosen = ids(pair["prompt"] + pair["chosen"])
+    rejected = ids(pair["prompt"] + pair["rejected"])
+    start = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
+    return {"prompt_ids": prompt[:start], "chosen_ids": chosen[start:], "rejected_ids": rejected[start:]}
+
+
+def preference_batches(tokenizer, pairs: list[dict], batch_size: int = 16):
+    """Padded batches of TRL's preference collator: the chosen sequences first, then the rejected ones."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    collate = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
+    tokenized = [tokenize_pair(tokenizer, p) for p in pairs]
+    for start in range(0, len(tokenized), batch_size):
+        yield collate(tokenized[start : start + batch_size])
+
+
+def pair_logps(model, tokenizer, pairs: list[dict], average: bool = False, batch_size: int = 16):
+    """(chosen, rejected) per-sequence completion log-probabilities under `model`, one entry per pair, no gradients."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chosen, rejected = [], []
+    try:
+        with torch.no_grad():
+            for batch in preference_batches(tokenizer, pairs, batch_size):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+                logps = completion_logps(logits, batch["input_ids"], batch["completion_mask"], average).cpu()
+                c, r = logps.chunk(2)
+                chosen.append(c)
+                rejected.append(r)
+    finally:
+        model.train(was_training)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+@dataclass
+class PreferenceResult:
+    """Held-out preference accuracy, two ways, with every pair's numbers.
+
+    logprob_accuracy: share of pairs whose chosen reply the model itself scores higher (log-probability,
+        summed or per token). It needs no reference, so a model before training has one too.
+    reward_accuracy: share of pairs whose DPO implicit reward beta * log(pi / pi_ref) is strictly higher for
+        the chosen reply, as TRL's `rewards/accuracies`. A model equal to its reference has every reward 0, a tie
+        on every pair, and scores 0.
+    mean_margin: mean of the chosen minus the rejected reward (TRL's `rewards/margins`).
+    """
+
+    logprob_accuracy: float
+    reward_accuracy: float
+    mean_margin: float
+    beta: float
+    average: bool
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
+
+    def logps(self) -> tuple[list[float], list[float]]:
+        """(chosen, rejected) log-probabilities of the scored model, per pair: a later run's `reference_logps`."""
+        return [r["chosen_logp"] for r in self.rows], [r["rejected_logp"] for r in self.rows]
+
+    def count(self, key: str = "logprob_correct") -> int:
+        return sum(r[key] for r in self.rows)
+
+    def by_kind(self, key: str = "logprob_correct") -> dict[str, tuple[int, int]]:
+        """kind -> (pairs the measure gets right, pairs of that kind)."""
+        out: dict[str, tuple[int, int]] = {}
+        for r in self.rows:
+            right, total = out.get(r["kind"], (0, 0))
+            out[r["kind"]] = (right + bool(r[key]), total + 1)
+        return out
+
+    def summary(self) -> str:
+        per = "per-token " if self.average else ""
+        return (f"{per}log-prob preference accuracy {self.count()}/{self.n} ({self.logprob_accuracy:.1%}), "
+                f"implicit-reward accuracy {self.count('reward_correct')}/{self.n} ({self.reward_accuracy:.1%}), "
+                f"mean reward margin {self.mean_margin:+.3f} (beta {self.beta:g})")
+
+
+def preference_accuracy(model, tokenizer, pairs: list[dict], beta: float = 0.1, average: bool = False,
+                        reference_model=None, reference_logps=None, batch_size: int = 16) -> PreferenceResult:
+    """Score held-out pairs with the model and its reference: log-prob and implicit-reward preference accuracy.
+
+    The reference is `reference_model` if given; else, for a PEFT model, the same model with its adapter
+    switched off (what TRL's DPOTrainer uses when it gets a PEFT model and no reference); else the model
+    itself (every reward is then 0). `reference_logps`, a (chosen, rejected) pair of per-pair tensors
+    already computed on these pairs (e.g. `result.logps()` of the starting model), saves that pass.
+    """
+    import torch
+
+    if not pairs:
+        raise ValueError("no preference pairs to score")
+    policy_c, policy_r = pair_logps(model, tokenizer, pairs, average, batch_size)
+    if reference_logps is not None:
+        ref_c, ref_r = (torch.as_tensor(x, dtype=policy_c.dtype) for x in reference_logps)
+        if ref_c.shape != policy_c.shape or ref_r.shape != policy_r.shape:
+            raise ValueError(f"reference_logps hold {tuple(ref_c.shape)} and {tuple(ref_r.shape)} values for {len(pairs)} pairs")
+    elif reference_model is not None:
+        ref_c, ref_r = pair_logps(reference_model, tokenizer, pairs, average, batch_size)
+    elif hasattr(model, "disable_adapter") and hasattr(model, "peft_config"):
+        with model.disable_adapter():
+            ref_c, ref_r = pair_logps(model, tokenizer, pairs, average, batch_size)
+    else:  # no reference: the model is its own, every implicit reward is 0
+        ref_c, ref_r = policy_c, policy_r
+    reward_c, reward_r = beta * (policy_c - ref_c), beta * (policy_r - ref_r)
+    rows = [
+        {
+            "id": p.get("id"), "kind": p.get("kind"),
+            "chosen_logp": pc, "rejected_logp": pr, "ref_chosen_logp": rc, "ref_rejected_logp": rr,
+            "chosen_reward": wc, "rejected_reward": wr,
+            "logprob_correct": pc > pr, "reward_correct": wc > wr,
+        }
+        for p, pc, pr, rc, rr, wc, wr in zip(pairs, policy_c.tolist(), policy_r.tolist(), ref_c.tolist(), ref_r.tolist(),
+                                             reward_c.tolist(), reward_r.tolist())
+    ]
+    n = len(rows)
+    return PreferenceResult(
+        logprob_accuracy=sum(r["logprob_correct"] for r in rows) / n,
+        reward_accuracy=sum(r["reward_correct"] for r in rows) / n,
+        mean_margin=(reward_c - reward_r).mean().item(),
+        beta=beta,
+        average=average,
+        rows=rows,
+    )

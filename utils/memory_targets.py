@@ -19,7 +19,7 @@ import transformers  # noqa: F401
 import trl  # noqa: F401
 
 import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
-from utils.experiments import lora_vs_dora, qlora_run, stop_and_resume
+from utils.experiments import lora_vs_dora, preference_comparison, qlora_run, stop_and_resume
 from utils.profiles import get_profile
 from utils.training import seconds_per_step
 
@@ -55,4 +55,5 @@ TARGETS = {
     "lora_vs_dora": lora_vs_dora_training,  # Lab 3.1.2
     "pipeline": pipeline_training,  # Lab 3.1.4
     "qlora_run": qlora_run.train_qlora,  # Lab 3.1.5
+    "preference_training": preference_comparison.train_and_save,  # Labs 3.1.8, 3.1.9: one method's run, adapter saved
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from utils.course_data import load_split, read_jsonl, render_jsonl
+from utils.course_data import SYSTEM_PROMPT, load_split, read_jsonl, render_jsonl, spread_subset
 
 PREFERENCE_SEED = 0
 PREFERENCE_FILES = {"train": "course_preferences_train.jsonl", "test": "course_preferences_test.jsonl"}
@@ -79,3 +79,68 @@ def load_kto(split: str = "train", as_dataset: bool = False):
     """Unpaired feedback (id, kind, prompt, completion, label) for KTO, as a list of dicts or a Dataset."""
     name = _file(KTO_FILES, split)
     return _maybe_dataset(_check(read_jsonl(name), name, KTO_KEYS), as_dataset)
+
+
+def with_course_system_turn(rows: list[dict]) -> list[dict]:
+    """Copies of the rows whose prompt starts with the course's system turn, as every course conversation does.
+
+    The shipped prompts hold the user turn only; without a system turn SmolLM2's chat template
+    inserts its own default system prompt, so training and scoring would see other prompts than
+    evaluation and SFT do (`utils.course_data.course_prompt`). A prompt that already starts with a
+    system turn is kept.
+    """
+    out = []
+    for row in rows:
+        prompt = row["prompt"]
+        if not (isinstance(prompt, list) and prompt and isinstance(prompt[0], dict)):
+            raise ValueError(f"row {row.get('id', '?')}: the prompt must be a list of messages, got {prompt!r:.80}")
+        if prompt[0].get("role") != "system":
+            prompt = [{"role": "system", "content": SYSTEM_PROMPT}] + list(prompt)
+        out.append({**row, "prompt": prompt})
+    return out
+
+
+def spread_by_kind(rows: list[dict], limit: int | None) -> list[dict]:
+    """`limit` rows, in file order, spread over the islands and fields with both kinds equally often.
+
+    Rows come island by island, field by field, and the kinds alternate row by row, so a plain even
+    stride (every 2nd row) would keep one kind, or half the fields, only. Up to one row per
+    (island, field) group: an even stride over the groups, the kinds taken in turn. Beyond that: an
+    even stride through each kind's rows.
+    """
+    if limit is None or limit >= len(rows):
+        return list(rows)
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    groups: dict[str, list[int]] = {}
+    for n, r in enumerate(rows):
+        groups.setdefault(str(r["id"]).rsplit("/", 1)[0], []).append(n)
+    if limit <= len(groups):
+        keep = []
+        for j, group in enumerate(spread_subset(list(groups), limit)):
+            wanted = kinds[j % len(kinds)]
+            keep.append(next((n for n in groups[group] if rows[n]["kind"] == wanted), groups[group][0]))
+    else:
+        keep = []
+        for i, kind in enumerate(kinds):
+            positions = [n for n, r in enumerate(rows) if r["kind"] == kind]
+            share = limit // len(kinds) + (1 if i < limit % len(kinds) else 0)
+            keep.extend(spread_subset(positions, share) if share else [])
+    return [rows[n] for n in sorted(set(keep))]
+
+
+def course_pairs(split: str = "train", limit: int | None = None, as_dataset: bool = False):
+    """Preference pairs as the course sends them to a model (course system turn first); `limit` of them spread
+    evenly through each kind (`spread_by_kind`), so both kinds stay equally represented."""
+    return _maybe_dataset(with_course_system_turn(spread_by_kind(load_preferences(split), limit)), as_dataset)
+
+
+def course_kto_rows(split: str = "train", limit: int | None = None, as_dataset: bool = False):
+    """KTO rows as the course sends them to a model (course system turn first).
+
+    `limit` counts examples, chosen as `course_pairs` chooses pairs, and keeps both rows of each
+    (the desirable and the undesirable reply), so a limit never unbalances the labels or the kinds.
+    """
+    rows = load_kto(split)
+    examples = list({r["id"]: {"id": r["id"], "kind": r["kind"]} for r in rows}.values())
+    keep = {e["id"] for e in spread_by_kind(examples, limit)}
+    return _maybe_dataset(with_course_system_turn([r for r in rows if r["id"] in keep]), as_dataset)

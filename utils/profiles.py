@@ -159,6 +159,39 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "grade": dict(demo_batch=4),
         "spark": dict(max_tokens=256),
     },
+    # DPO with a LoRA policy: beta (the KL weight, TRL's default), a learning rate for LoRA DPO (the profile's 2e-3 is
+    # SFT's), check_pairs pairs in the batch compared with TRL's DPOTrainer. cpu: a short run (steps of 4 pairs, two
+    # preference scorings and two generation scorings of 40 held-out items) sized to 450 s on 2 fp32 cores.
+    "3.1.7": {
+        "all": dict(beta=0.1, learning_rate=1e-3, check_pairs=4),
+        "grade": dict(max_steps=2, batch_size=2, eval_examples=4, check_pairs=2),
+        "cpu": dict(max_steps=16, batch_size=4, logging_steps=2),
+        "spark": dict(learning_rate=5e-5),
+    },
+    # SimPO and ORPO next to DPO, all three at one budget and Lab 3.1.7's DPO beta. Each run trains in a fresh process
+    # whose peak memory is measured (fresh_process); under grade in the kernel, since three process start-ups would
+    # cost ~30 s of its 60 s. compare_pairs: the batch of the TRL check; preference_pairs: held-out pairs scored per
+    # method. cpu: three runs of 6 steps of 4 pairs, one seed, at the profile's learning rate, to fit 450 s (254 s on the
+    # AVX2-only EPYC, DPO 8.8 s a step; a first run of 8 steps, 24 pairs and 40 questions took 557 s).
+    "3.1.8": {
+        "all": dict(dpo_beta=0.1, simpo_beta=2.0, simpo_gamma=1.0, orpo_lambda=0.1, compare_pairs=2, preference_pairs=16,
+                    fresh_process=True),
+        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2,
+                      fresh_process=False),
+        "cpu": dict(max_steps=6, batch_size=4, eval_examples=20, seeds=(0,)),
+    },
+    # KTO balanced, KTO with one desirable row per undesirable_per_desirable undesirable ones, and DPO, at equal steps
+    # (a KTO step takes 2 x batch_size rows, a DPO step batch_size pairs), DPO's beta as in Lab 3.1.7. compare_examples:
+    # examples (two rows each) of the TRL check, whose adapter is nudged off zero by compare_nudge; preference_pairs:
+    # held-out pairs scored per run. cpu: one seed, 8 steps (6 steps and 16 pairs took 300 s on the AVX2-only EPYC
+    # and left KTO 1:4 where it started, within one pair's 6 points) to fit 450 s.
+    "3.1.9": {
+        "all": dict(kto_beta=0.1, dpo_beta=0.1, undesirable_per_desirable=4, compare_examples=2, compare_nudge=0.02,
+                    preference_pairs=16),
+        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2,
+                      compare_examples=1),
+        "cpu": dict(max_steps=8, batch_size=4, eval_examples=20, seeds=(0,), preference_pairs=24),
+    },
 }
 
 _FIELDS = {f.name for f in fields(Profile)}

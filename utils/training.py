@@ -21,12 +21,12 @@ def course_dataset(examples: list[CourseExample]):
     return Dataset.from_list([ex.to_prompt_completion() for ex in examples])
 
 
-def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
-    """An SFTConfig from the profile; keyword arguments override any field."""
+def trainer_settings(profile: Profile, output_dir: str, seed: int = 0) -> dict:
+    """The settings every course trainer config shares (SFT here, the preference trainers in
+    `utils.experiments.preference`): sizes from the profile, the course precision, no checkpoints."""
     import torch
-    from trl import SFTConfig
 
-    settings = dict(
+    return dict(
         output_dir=output_dir,
         max_steps=profile.max_steps,
         per_device_train_batch_size=profile.batch_size,
@@ -46,8 +46,13 @@ def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
         use_cpu=not torch.cuda.is_available(),
         dataset_num_proc=None,
     )
-    settings.update(overrides)
-    return SFTConfig(**settings)
+
+
+def sft_config(profile: Profile, output_dir: str, seed: int = 0, **overrides):
+    """An SFTConfig from the profile; keyword arguments override any field."""
+    from trl import SFTConfig
+
+    return SFTConfig(**{**trainer_settings(profile, output_dir, seed), **overrides})
 
 
 def reply_token_loss(model, batch: dict):
@@ -137,6 +142,15 @@ def loss_history(trainer) -> tuple[list[int], list[float]]:
     """(steps, training losses) as logged by the trainer."""
     logged = _logged(trainer, "loss")
     return [e["step"] for e in logged], [e["loss"] for e in logged]
+
+
+def metric_history(trainer, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one metric the trainer logged, e.g. DPO's "rewards/accuracies" or "rewards/margins"."""
+    logged = _logged(trainer, key)
+    if not logged:
+        keys = sorted({k for e in trainer.state.log_history for k in e})
+        raise ValueError(f"the trainer logged no {key!r}; it logged {keys}")
+    return [e["step"] for e in logged], [e[key] for e in logged]
 
 
 def step_losses(trainer) -> dict[int, float]:

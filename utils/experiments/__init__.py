@@ -5,6 +5,7 @@ must also run in a fresh process (`utils.memory`) or be shared with its tests.
     neftune_loss     Lab 3.1.3  a finished run's training-set loss with the noise on or off
     stop_and_resume  Lab 3.1.4  a run stopped at a checkpoint, resumed, and compared
     qlora_run        Lab 3.1.5  architecture specs, 4-bit loading, the measured QLoRA run
+    preference       Labs 3.1.7-3.1.9  one preference run (DPO, SimPO via CPO, ORPO, KTO) with TRL's trainers
 
 Shared code (`utils.*` outside this package) never imports from here; a new lab's experiment
 goes in a new module here, named for the experiment.

@@ -21,17 +21,12 @@ apply by accident. What the trainer logs is read with `utils.training`'s readers
 
 from __future__ import annotations
 
-import tempfile
-
 import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
 # CPO (SimPO) and ORPO live in trl.experimental, whose import warns once per process that its API may change.
 # Importing it here puts that warning in a lab's setup cell: in a graded cell nbgrader scores any stderr as a failure.
 import trl.experimental  # noqa: F401,E402
-from utils.adapters import adapter_config
-from utils.models import load_base
 from utils.preference_data import course_kto_rows, course_pairs
-from utils.profiles import Profile, get_profile
-from utils.seeding import seed_everything
+from utils.profiles import Profile
 from utils.training import metric_history, restore_full_precision_forward, seconds_per_step, trainer_settings
 
 METHODS = ("dpo", "cpo", "orpo", "kto")
@@ -118,25 +113,6 @@ def train_preference(method: str, model, tokenizer, train_dataset, profile: Prof
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     restore_full_precision_forward(trainer)
     return trainer
-
-
-def preference_run(profile: str | Profile, method: str, *, lab: str | None = None, seed: int = 0, steps: int | None = None,
-                   train_examples: int | None = None, output_dir: str | None = None, **overrides):
-    """Fresh course model + the profile's LoRA adapter, trained with `method` on the course's training rows.
-
-    `profile` may be a name (as a memory worker receives it), then taken with `lab`'s sizes. `steps`
-    replaces the profile's max_steps, `train_examples` its number of training examples (pairs; for KTO,
-    examples with both their rows). Returns the finished trainer; its model is the PEFT policy.
-    """
-    P = get_profile(profile, lab=lab) if isinstance(profile, str) else profile
-    steps = P.max_steps if steps is None else steps
-    P = P.with_(max_steps=steps, logging_steps=min(P.logging_steps, steps))
-    limit = P.train_examples if train_examples is None else train_examples
-    seed_everything(seed)
-    model, tokenizer = load_base(P)
-    with tempfile.TemporaryDirectory(prefix=f"{method}-run-") as tmp:
-        return train_preference(method, model, tokenizer, training_data(method, limit), P, output_dir or tmp,
-                                peft_config=adapter_config(P), seed=seed, **overrides)
 
 
 def reward_history(trainer, method: str = "dpo") -> dict[str, tuple[list[int], list[float]]]:

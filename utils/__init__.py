@@ -17,6 +17,9 @@ How a lab flows, and which module does each step (import from the submodules, e.
                          and every reader of its logs
     evaluation.py        greedy replies scored for fact and format on held-out questions; held-out
                          preference accuracy (Labs 3.1.7-3.1.9)
+    deployment.py        Lab 3.1.10's path to llama.cpp and Ollama: GGUF conversion (in its own venv),
+                         quantization, llama.cpp's server, Go templates, Modelfiles, the ollama client
+    serving.py           a served model tested over the OpenAI-compatible chat API (tools.model_test)
     memory.py            peak memory measured in a fresh process (memory_worker.py), of the targets
                          registered in memory_targets.py, whose docstring carries the import rule
     plotting.py          the plots labs share

@@ -192,6 +192,19 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
                       compare_examples=1),
         "cpu": dict(max_steps=8, batch_size=4, eval_examples=20, seeds=(0,), preference_pairs=24),
     },
+    # Deployment: the adapter is trained as in Lab 3.1.4 (the profile's sizes); parity on parity_prompts held-out
+    # questions, greedy replies of parity_tokens tokens, f16 logits within parity_rtol (relative, 2-norm); decoding
+    # speed over speed_tokens tokens; gguf_files: the files made and compared. grade: the least that still runs every
+    # step within 60 s on a 2-core fp32 CPU, where transformers decodes ~7 tokens/s and each converter process costs
+    # ~11 s (mostly imports): no q8_0, and short greedy replies.
+    "3.1.10": {
+        "all": dict(parity_prompts=4, parity_tokens=32, parity_rtol=1e-2, speed_tokens=64, shown=4, gguf_files=("f16", "q8_0", "Q4_K_M")),
+        "grade": dict(max_steps=1, batch_size=2, train_examples=8, eval_examples=2, max_new_tokens=8, parity_prompts=1,
+                      parity_tokens=6, speed_tokens=6, shown=2, gguf_files=("f16", "Q4_K_M")),
+        # cpu: 90 steps of training alone took 487 s on the 2-core EPYC (771 s for the lab, 2026-12-05); 54 steps and 20
+        # held-out questions (each answered by the HF model, every GGUF file, the wrong template and the server) fit 450 s.
+        "cpu": dict(max_steps=54, eval_examples=20, parity_prompts=3, speed_tokens=48),
+    },
 }
 
 _FIELDS = {f.name for f in fields(Profile)}

@@ -4,6 +4,7 @@
 # More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu | make grade-lab LAB=3.1.1 NB=path
 #       make grade-budget   every lab under the grade profile, each within GRADE_BUDGET seconds
 #       make bench          this machine's matmul rate and LoRA training throughput (COURSE_PRECISION=fp32 to force fp32)
+#       make grade-class SUBMISSIONS=dir [OUT=grading]   autograde a whole class (README: For instructors)
 #       make deploy-setup   Lab 3.1.10's llama.cpp, Ollama client and GGUF converter (make test and Lab 3.1.10 need it)
 
 PYTHON ?= python3
@@ -20,7 +21,7 @@ GGUF_VENV ?= .venv-gguf
 # programs. On a DGX Spark add -DGGML_CUDA=on (LAB_PREP.md).
 LLAMA_CMAKE_ARGS ?= -DGGML_CUDA=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
-.PHONY: setup prepare-model deploy-setup quickstart test test-fast labs run-lab grade-budget grade-lab bench clean
+.PHONY: setup prepare-model deploy-setup quickstart test test-fast labs run-lab grade-budget grade-lab grade-class bench clean
 
 setup: $(VENV)/.setup-done
 
@@ -71,6 +72,11 @@ grade-budget: prepare-model deploy-setup
 
 grade-lab: prepare-model deploy-setup
 	$(BIN)/python -m tools.grade $(LAB) $(NB)
+
+OUT ?= grading
+grade-class: prepare-model deploy-setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade-class SUBMISSIONS=dir [OUT=grading]"; exit 2; }
+	$(BIN)/python -m tools.grade_class "$(SUBMISSIONS)" --out "$(OUT)"
 
 bench: prepare-model
 	$(BIN)/python -m tools.bench

@@ -33,6 +33,18 @@ QUANT_TYPES = {"Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q5_K_M": "LLAMA_FTYPE_MOS
 
 # ---------------------------------------------------------------- conversion and quantization
 
+def llama_threads() -> int:
+    """Threads for llama.cpp: OMP_NUM_THREADS when set (the class grader gives each kernel one), else every core.
+
+    llama.cpp's threads spin while they wait for work, so two processes that each take every core slow
+    each other down by far more than half.
+    """
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
 def converter_path() -> Path:
     """The converter's console script in its own venv ($COURSE_GGUF_VENV, else .venv-gguf in the repo)."""
     venv = Path(os.environ.get(GGUF_VENV_ENV) or REPO / ".venv-gguf")
@@ -88,7 +100,7 @@ def quantize_gguf(source: str | Path, outfile: str | Path, qtype: str = "Q4_K_M"
         "import ctypes, sys, llama_cpp\n"
         "p = llama_cpp.llama_model_quantize_default_params()\n"
         f"p.ftype = llama_cpp.{QUANT_TYPES[qtype]}\n"
-        f"p.nthread = {int(threads or os.cpu_count() or 1)}\n"
+        f"p.nthread = {int(threads or llama_threads())}\n"
         "sys.exit(llama_cpp.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(source), str(outfile)], capture_output=True, text=True)
@@ -169,7 +181,7 @@ def load_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None):
     except ImportError as err:
         raise FileNotFoundError(f"llama-cpp-python is not installed; {SETUP_HINT}") from err
     # logits_all: keep every evaluated position's logits in `llm.scores` (the parity checks read them)
-    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), n_gpu_layers=0, seed=0,
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or llama_threads(), n_gpu_layers=0, seed=0,
                  logits_all=True, verbose=False)
 
 
@@ -191,7 +203,7 @@ def serve_gguf(path: str | Path, alias: str, port: int | None = None, n_ctx: int
     base_url = f"http://127.0.0.1:{port}/v1"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", alias,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", "0",
-               "--n_threads", str(os.cpu_count() or 1), "--verbose", "False"]
+               "--n_threads", str(llama_threads()), "--verbose", "False"]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log", "w+")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -69,20 +69,11 @@ def use_course(folder: Path | str | None) -> None:
 
 
 def lab_names() -> list[str]:
-    if SOLUTIONS == nbgrader_course.SOLUTIONS:
-        return nbgrader_course.lab_names()
-    return sorted(p.stem for p in SOLUTIONS.glob("lab-*.ipynb"))
+    return nbgrader_course.lab_names(SOLUTIONS)
 
 
 def resolve_lab(name_or_number: str) -> str:
-    names = lab_names()
-    if name_or_number in names:
-        return name_or_number
-    wanted = name_or_number if name_or_number.startswith("lab-") else f"lab-{name_or_number}"
-    matches = [n for n in names if n.startswith(wanted + "-")]
-    if len(matches) != 1:
-        raise ValueError(f"no single lab matches {name_or_number!r}; labs are: {', '.join(names)}")
-    return matches[0]
+    return nbgrader_course.resolve_lab(name_or_number, SOLUTIONS)
 
 
 # --- what a lab looks like ------------------------------------------------------------------

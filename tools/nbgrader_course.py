@@ -25,14 +25,14 @@ STUDENT = "student"
 DEFAULT_CELL_TIMEOUT = 600  # seconds per cell; the grade profile keeps real cells far below it
 
 
-def lab_names() -> list[str]:
-    """Every lab that has a solution notebook, e.g. 'lab-3.1.1-lora-theory'."""
-    return sorted(p.stem for p in SOLUTIONS.glob("lab-*.ipynb"))
+def lab_names(solutions: Path | None = None) -> list[str]:
+    """Every lab that has a solution notebook, e.g. 'lab-3.1.1-lora-theory' (in `solutions`, default the course's)."""
+    return sorted(p.stem for p in (solutions or SOLUTIONS).glob("lab-*.ipynb"))
 
 
-def resolve_lab(name_or_number: str) -> str:
+def resolve_lab(name_or_number: str, solutions: Path | None = None) -> str:
     """Accept '3.1.1', 'lab-3.1.1' or the full stem; return the full stem."""
-    names = lab_names()
+    names = lab_names(solutions)
     if name_or_number in names:
         return name_or_number
     wanted = name_or_number if name_or_number.startswith("lab-") else f"lab-{name_or_number}"

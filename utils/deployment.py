@@ -394,7 +394,7 @@ def ollama_create_from_modelfile(model: str, modelfile: str | Path, host: str | 
     import httpx
     import ollama
 
-    from utils.serving import ServerError
+    from utils.serving import ServerError, error_line
 
     modelfile = Path(modelfile)
     try:
@@ -413,12 +413,9 @@ def ollama_create_from_modelfile(model: str, modelfile: str | Path, host: str | 
                       parameters=spec["parameters"] or None, stream=False)
         return [m.model for m in client.list().models]
     except (ConnectionError, httpx.ConnectError) as err:
-        raise ServerError(f"cannot reach an Ollama server at {host} ({_first_line(err)})") from None
+        raise ServerError(f"cannot reach an Ollama server at {host} ({error_line(err)})") from None
     except httpx.TimeoutException:
         raise ServerError(f"the Ollama server at {host} did not answer within {timeout:g} s") from None
     except ollama.ResponseError as err:
-        raise ServerError(f"the Ollama server at {host} refused to create {model!r}: {_first_line(err)}") from None
+        raise ServerError(f"the Ollama server at {host} refused to create {model!r}: {error_line(err)}") from None
 
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

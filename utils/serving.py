@@ -100,14 +100,15 @@ def _request(base_url: str, timeout: float, call):
     try:
         return call()
     except httpx.ConnectError as err:
-        raise ServerError(f"cannot reach a server at {base_url} ({_reason(err)}); is it running?") from None
+        raise ServerError(f"cannot reach a server at {base_url} ({error_line(err)}); is it running?") from None
     except httpx.TimeoutException:
         raise ServerError(f"no reply from {base_url} within {timeout:g} s (timeout; raise --timeout or check the server)") from None
     except httpx.HTTPError as err:
-        raise ServerError(f"request to {base_url} failed: {_reason(err)}") from None
+        raise ServerError(f"request to {base_url} failed: {error_line(err)}") from None
 
 
-def _reason(err: Exception) -> str:
+def error_line(err: Exception) -> str:
+    """The first line of an error, for the one-line messages users see instead of a traceback."""
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]
 

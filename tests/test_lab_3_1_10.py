@@ -15,7 +15,8 @@ import pytest
 from deploy_fixtures import course_gguf, course_q4_k_m
 from mistake_table import mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
-from utils.deployment import go_template_unavailable, ollama_host, ollama_unreachable, ollama_values, parse_modelfile, render_go_template
+from utils.deployment import (go_template_unavailable, load_gguf, ollama_host, ollama_unreachable, ollama_values, parse_modelfile,
+                              render_go_template, server_command)
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.10-ollama-integration.ipynb"
 DEFINITIONS = ["gguf_size_report", "check_parity", "modelfile_helpers", "write_modelfile"]
@@ -171,6 +172,28 @@ def test_ollama_host(monkeypatch, value, expected):
     if value is not None:
         monkeypatch.setenv("OLLAMA_HOST", value)
     assert ollama_host() == expected
+
+
+class _RecordedLlama:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+def test_llama_cpp_keeps_to_the_kernels_threads(monkeypatch, tmp_path):
+    """Two grading kernels on two cores: llama.cpp must use OMP_NUM_THREADS for prompt processing too.
+
+    llama-cpp-python's default for the batch threads is every core, and llama.cpp's threads spin: with
+    that default two Lab 3.1.10 kernels took 53.9 s per submission instead of 15.7 s (README, Benchmark).
+    """
+    import llama_cpp
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(llama_cpp, "Llama", _RecordedLlama)
+    kwargs = load_gguf(tmp_path / "model.gguf").kwargs
+    assert (kwargs["n_threads"], kwargs["n_threads_batch"]) == (1, 1)
+    command = server_command(tmp_path / "model.gguf", "m", 8080)
+    assert command[command.index("--n_threads") + 1] == command[command.index("--n_threads_batch") + 1] == "1"
+    assert command[command.index("--host") + 1] == "127.0.0.1"
 
 
 # ---------------------------------------------------------------- the ollama client, where a server runs

@@ -37,7 +37,8 @@ def llama_threads() -> int:
     """Threads for llama.cpp: OMP_NUM_THREADS when set (the class grader gives each kernel one), else every core.
 
     llama.cpp's threads spin while they wait for work, so two processes that each take every core slow
-    each other down by far more than half.
+    each other down by far more than half. Pass it for generation and for prompt (batch) processing
+    alike: llama-cpp-python's own default for the batch threads is every core.
     """
     try:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
@@ -181,8 +182,9 @@ def load_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None):
     except ImportError as err:
         raise FileNotFoundError(f"llama-cpp-python is not installed; {SETUP_HINT}") from err
     # logits_all: keep every evaluated position's logits in `llm.scores` (the parity checks read them)
-    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or llama_threads(), n_gpu_layers=0, seed=0,
-                 logits_all=True, verbose=False)
+    threads = threads or llama_threads()
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=0,
+                 seed=0, logits_all=True, verbose=False)
 
 
 # ---------------------------------------------------------------- llama.cpp's OpenAI-compatible server
@@ -194,6 +196,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_command(path: str | Path, alias: str, port: int, n_ctx: int = 512) -> list[str]:
+    """The llama-cpp-python server's command line: CPU only, loopback only, llama_threads() for both kinds of work."""
+    threads = str(llama_threads())
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", alias,
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", "0",
+            "--n_threads", threads, "--n_threads_batch", threads, "--verbose", "False"]
+
+
 @contextlib.contextmanager
 def serve_gguf(path: str | Path, alias: str, port: int | None = None, n_ctx: int = 512, startup_timeout: float = 120):
     """Run llama-cpp-python's server for one GGUF on 127.0.0.1 for the block; yields the API root (…/v1)."""
@@ -201,9 +211,7 @@ def serve_gguf(path: str | Path, alias: str, port: int | None = None, n_ctx: int
 
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", alias,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_gpu_layers", "0",
-               "--n_threads", str(llama_threads()), "--verbose", "False"]
+    command = server_command(path, alias, port, n_ctx)
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{port}.log", "w+")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:

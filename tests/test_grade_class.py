@@ -291,6 +291,28 @@ def test_dask_localcluster_gives_the_same_gradebook(tiny, tmp_path):
     assert (tmp_path / "course" / "feedback" / "good" / TINY / f"{TINY}.html").exists()
 
 
+@pytest.mark.slow
+def test_bench_times_alone_and_together_and_projects(tiny, tmp_path):
+    """The benchmark grades the solution alone and two at once, and projects with the pool full."""
+    course = tiny[0]
+    bench = subprocess.run([sys.executable, "-m", "tools.grade_class", "--bench", "--course", str(course), "--labs", TINY,
+                            "--workers", "2", "--machines", "3", "--timeout", "60"],
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    row = re.search(rf"{TINY}\s+alone\s+([\d.]+) s\s+2 at once\s+([\d.]+) s \(\s*([\d.]+) s each\)\s+class of 30:\s+([\d.]+) min"
+                    r"\s+300:\s+([\d.]+) min\s+300 on 3 such machines:\s+([\d.]+) min(.*)", bench.stdout)
+    assert row, bench.stdout
+    alone, together, each, c30, c300, cluster = map(float, row.groups()[:6])
+    assert "NOT full marks" not in row.group(7)  # the solution earned every point in each run
+    assert 0 < alone < 120 and 0 < together < 240
+    # seconds per submission with both workers busy; every number is printed to 0.1, so allow a
+    # half-unit of rounding on each side, scaled by the factor it is multiplied with
+    assert each == pytest.approx(together / 2, abs=0.05 / 2 + 0.05 + 1e-9)
+    for printed, factor in ((c30, 30 / 60), (c300, 300 / 60), (cluster, 300 / 3 / 60)):
+        assert printed == pytest.approx(factor * each, abs=factor * 0.05 + 0.05 + 1e-9)
+    assert "all 1 labs" in bench.stdout
+
+
 # --- slow: good, broken and hostile submissions of Lab 3.1.6, one run ----------------------
 
 

@@ -776,8 +776,11 @@ def grade_class(submissions: Path, out: Path, limits: Limits, workers: int | Non
 # --- benchmark ------------------------------------------------------------------------------
 
 
-def bench(labs: list[str], limits: Limits, workers: int, machines: int) -> list[dict]:
-    """Seconds to autograde one solution alone, and `workers` at once, per lab; projections."""
+def bench(labs: list[str], limits: Limits, workers: int, machines: int, course: Path | None = None) -> list[dict]:
+    """Seconds to autograde one solution alone, and `workers` at once, per lab; projections.
+
+    `course`: the course folder the labs come from (None: this repository), passed on to every worker.
+    """
     from concurrent.futures import ProcessPoolExecutor
 
     rows = []
@@ -788,7 +791,7 @@ def bench(labs: list[str], limits: Limits, workers: int, machines: int) -> list[
         for lab in labs:
             job = {"student": "bench", "lab": lab, "file": f"{lab}.ipynb", "sha": "bench", "notes": [],
                    "notebook": (SOLUTIONS / f"{lab}.ipynb").read_bytes(), "limits": asdict(limits),
-                   "hide": []}
+                   "hide": [], "course": str(course) if course else None}
             started = time.perf_counter()
             alone = pool.submit(grade_job, job).result()
             one = time.perf_counter() - started
@@ -832,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     use_course(args.course)
     if args.bench:
         labs = [resolve_lab(x) for x in args.labs] if args.labs else lab_names()
-        bench(labs, limits, args.workers or default_workers(limits), args.machines)
+        bench(labs, limits, args.workers or default_workers(limits), args.machines, args.course)
         return 0
     if args.submissions is None:
         parser.error("give the submissions folder (or --bench)")

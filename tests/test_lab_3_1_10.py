@@ -183,7 +183,7 @@ def test_llama_cpp_keeps_to_the_kernels_threads(monkeypatch, tmp_path):
     """Two grading kernels on two cores: llama.cpp must use OMP_NUM_THREADS for prompt processing too.
 
     llama-cpp-python's default for the batch threads is every core, and llama.cpp's threads spin: with
-    that default two Lab 3.1.10 kernels took 53.9 s per submission instead of 15.7 s (README, Benchmark).
+    that default two Lab 3.1.10 kernels took 53.9 s per submission instead of 16.3 s (README, Benchmark).
     """
     import llama_cpp
 

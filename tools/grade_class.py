@@ -783,6 +783,8 @@ def bench(labs: list[str], limits: Limits, workers: int, machines: int, course: 
     """
     from concurrent.futures import ProcessPoolExecutor
 
+    course = Path(course).resolve() if course else None  # as grade_class: workers get an absolute path
+    use_course(course)
     rows = []
     model_cache_for_sandbox()
     for lab in labs:

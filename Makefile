@@ -1,11 +1,15 @@
 # Module 3.1 — the two commands a fresh machine needs:
-#   make quickstart   set up, then fine-tune SmolLM2 with LoRA on the course task (CPU, < 5 min)
+#   make quickstart   set up, then fine-tune SmolLM2 with LoRA on the course task (CPU, minutes: QUICKSTART.md)
 #   make test         set up, then run the whole test suite (what CI runs)
-# More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu | make grade-lab LAB=3.1.1 NB=path
+# More: make test-fast | make labs | make run-lab LAB=3.1.1 PROFILE=cpu
+#       make self-check LAB=3.1.1 NB=path   check a notebook against the visible tests, as the class grader runs them
+#       make grade-lab LAB=3.1.1 NB=path    the same with the hidden tests (instructors)
+#       make grade-class SUBMISSIONS=dir [OUT=grading]   autograde a whole class (README: For instructors)
+#       make student-edition OUT=dir        the course without solutions or hidden tests, and OUT.zip
 #       make grade-budget   every lab under the grade profile, each within GRADE_BUDGET seconds
 #       make bench          this machine's matmul rate and LoRA training throughput (COURSE_PRECISION=fp32 to force fp32)
-#       make grade-class SUBMISSIONS=dir [OUT=grading]   autograde a whole class (README: For instructors)
-#       make deploy-setup   Lab 3.1.10's llama.cpp, Ollama client and GGUF converter (make test and Lab 3.1.10 need it)
+#       make deploy-setup   Lab 3.1.10's llama.cpp (needs cmake and a C++ compiler), Ollama client and GGUF converter
+# Only Lab 3.1.10 and its tests need deploy-setup; everything else needs python3 and make.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +25,12 @@ GGUF_VENV ?= .venv-gguf
 # programs. On a DGX Spark add -DGGML_CUDA=on (LAB_PREP.md).
 LLAMA_CMAKE_ARGS ?= -DGGML_CUDA=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 
-.PHONY: setup prepare-model deploy-setup quickstart test test-fast labs run-lab grade-budget grade-lab grade-class bench clean
+.PHONY: setup prepare-model deploy-setup quickstart test test-fast labs run-lab grade-budget self-check grade-lab grade-class \
+	student-edition bench clean
+# Runs a command with no C++ compiler on PATH: `make test` proves set-up, quickstart, the fast tests and a
+# self-check need none (only Lab 3.1.10's deploy-setup does).
+NO_COMPILER := $(PYTHON) tools/without_compiler.py --
+DEPLOY_IF_NEEDED = $(if $(filter 3.1.10 lab-3.1.10% all,$(LAB)),deploy-setup)
 
 setup: $(VENV)/.setup-done
 
@@ -55,28 +64,45 @@ $(GGUF_VENV)/.setup-done: $(VENV)/.setup-done
 quickstart: prepare-model
 	$(BIN)/python -m tools.quickstart
 
-test: prepare-model deploy-setup
-	$(BIN)/python -m pytest
+# CI's command. Phase 1, without a C++ compiler: set-up, a quickstart under the grade profile, the fast tests
+# that need no deploy tools, a self-check. Phase 2: deploy-setup, then the slow tests and Lab 3.1.10's.
+test:
+	$(NO_COMPILER) $(MAKE) setup prepare-model
+	$(NO_COMPILER) env COURSE_PROFILE=grade $(BIN)/python -m tools.quickstart
+	$(NO_COMPILER) $(BIN)/python -m pytest -m "not slow and not deploy"
+	$(NO_COMPILER) $(BIN)/python -m tools.self_check 3.1.1 solutions/lab-3.1.1-lora-theory.ipynb
+	$(MAKE) deploy-setup
+	COURSE_REQUIRE_DEPLOY=1 $(BIN)/python -m pytest -m "slow or deploy"
 
-test-fast: prepare-model deploy-setup
+# Deploy tests (Lab 3.1.10) skip with the reason when deploy-setup has not run.
+test-fast: prepare-model
 	$(BIN)/python -m pytest -m "not slow"
 
 labs: setup
 	$(BIN)/python -m tools.generate_labs
 
-run-lab: prepare-model $(if $(filter 3.1.10 all,$(LAB)),deploy-setup)
+run-lab: prepare-model $(DEPLOY_IF_NEEDED)
 	$(BIN)/python -m tools.run_lab $(LAB) --profile $(PROFILE)
 
 grade-budget: prepare-model deploy-setup
 	$(BIN)/python -m tools.run_lab all --profile grade --budget $(GRADE_BUDGET)
 
-grade-lab: prepare-model deploy-setup
-	$(BIN)/python -m tools.grade $(LAB) $(NB)
+self-check: prepare-model $(DEPLOY_IF_NEEDED)
+	@test -n "$(NB)" || { echo "usage: make self-check LAB=3.1.1 NB=path/to/notebook.ipynb"; exit 2; }
+	$(BIN)/python -m tools.self_check $(LAB) "$(NB)"
+
+grade-lab: prepare-model $(DEPLOY_IF_NEEDED)
+	@test -n "$(NB)" || { echo "usage: make grade-lab LAB=3.1.1 NB=path/to/notebook.ipynb"; exit 2; }
+	$(BIN)/python -m tools.self_check $(LAB) "$(NB)" --hidden
 
 OUT ?= grading
 grade-class: prepare-model deploy-setup
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade-class SUBMISSIONS=dir [OUT=grading]"; exit 2; }
 	$(BIN)/python -m tools.grade_class "$(SUBMISSIONS)" --out "$(OUT)"
+
+student-edition: setup
+	@test -n "$(OUT)" -a "$(OUT)" != grading || { echo "usage: make student-edition OUT=dir"; exit 2; }
+	$(BIN)/python -m tools.student_edition "$(OUT)" --zip
 
 bench: prepare-model
 	$(BIN)/python -m tools.bench

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from tools.notebook_cells import SOLUTIONS, load, nbgrader_meta
-from tools.nbgrader_course import lab_names
+from tools.grading.course import Course
+
+lab_names = Course().lab_names
 
 REPO = Path(__file__).resolve().parent.parent
 ROADMAP = (REPO / "module-3.1" / "README.md").read_text()
@@ -21,9 +23,11 @@ def roadmap_row(lab: str) -> list[str]:
 
 @pytest.mark.parametrize("lab", lab_names())
 def test_roadmap_lists_each_lab_with_its_points(lab):
-    points = sum(nbgrader_meta(c).get("points", 0) for c in load(SOLUTIONS / f"{lab}.ipynb")["cells"] if nbgrader_meta(c).get("grade"))
+    graded = [c for c in load(SOLUTIONS / f"{lab}.ipynb")["cells"] if nbgrader_meta(c).get("grade")]
+    auto = sum(nbgrader_meta(c)["points"] for c in graded if c["cell_type"] == "code" and not nbgrader_meta(c).get("solution"))
+    written = sum(nbgrader_meta(c)["points"] for c in graded) - auto
     row = roadmap_row(lab)
-    assert row[4] == f"{points:g}", f"module-3.1/README.md gives {lab} {row[4]!r} points; its graded cells add up to {points:g}"
+    assert row[4] == f"{auto:g} + {written:g}", f"module-3.1/README.md gives {lab} {row[4]!r} points; its test cells add up to {auto:g}, its written answers to {written:g}"
     assert "available" in row[5], f"{lab} exists but the roadmap says {row[5]!r}"
 
 

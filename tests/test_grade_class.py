@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +26,16 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tools import grade_class as gc
-from tools.grade_sandbox import Limits
-from tools.nbgrader_course import LABS, REPO_ROOT, SOLUTIONS
+from tools.self_check import check
+from tools.grading.course import Course, recognise
+from tools.grading.discovery import discover
+from tools.grading.engine import STATUSES, template
+from tools.grading.integrity import edited_cells
+from tools.grading.output import Output
+from tools.grading.plan import Rules, content_hash, plan
+from tools.grading.report import cell_losses, write_summary
+from tools.grading.sandbox import Limits
+from tools.paths import LABS, REPO, SOLUTIONS
 
 LAB = "lab-3.1.6-dataset-preparation"  # the smallest lab to grade (~13 s of CPU under the grade profile)
 
@@ -66,46 +75,40 @@ def csv_rows(out: Path) -> list[dict]:
 
 # --- fast: no kernel ------------------------------------------------------------------------
 
+COURSE = Course()
 
-def test_discover_reads_both_layouts(tmp_path):
-    release = read(LABS / f"{LAB}.ipynb")
-    write(release, tmp_path / "alice_Lab 1 attempt (2).ipynb")
-    write(release, tmp_path / "bob" / LAB / f"{LAB}.ipynb")
-    write(release, tmp_path / "carol" / LAB / "my copy.ipynb")
-    (tmp_path / "dave" / LAB).mkdir(parents=True)
-    found = {(s.student, s.path.name if s.path else None): s for s in gc.discover(tmp_path)}
-    assert set(found) == {("alice", "alice_Lab 1 attempt (2).ipynb"), ("bob", f"{LAB}.ipynb"),
-                          ("carol", "my copy.ipynb"), ("dave", None)}
-    assert found[("bob", f"{LAB}.ipynb")].lab_hint == LAB
-    assert "my copy.ipynb" in found[("carol", "my copy.ipynb")].notes[0]
-    assert found[("dave", None)].notes == [f"no notebook in {tmp_path / 'dave' / LAB}"]
-    # nbgrader's course root works too: its submitted/ folder is used
-    write(release, tmp_path / "root" / "submitted" / "erin" / LAB / f"{LAB}.ipynb")
-    assert [s.student for s in gc.discover(tmp_path / "root")] == ["erin"]
+
+def graded(lab: str = LAB) -> list[tuple[str, float]]:
+    """(grade_id, points) of the lab's autograded cells."""
+    return [(gid, pts) for gid, pts, manual in COURSE.graded_cells(lab) if not manual]
+
+
+def plans_for(folder: Path, rules: Rules = Rules()) -> list:
+    return plan(discover(folder, lambda name: gc._lab_or_none(COURSE, name)), COURSE, rules)
 
 
 def test_lab_is_recognised_from_cells_not_file_name():
-    sigs = gc.course_signatures()
+    sigs = COURSE.signatures
     assert LAB in sigs
     for lab in sigs:
         release = json.loads((LABS / f"{lab}.ipynb").read_text())
-        assert gc.recognise(release, sigs) == (lab, "nbgrader grade ids")
+        assert recognise(release, sigs) == (lab, "nbgrader grade ids")
         stripped = json.loads(json.dumps(release))
         for cell in stripped["cells"]:
             cell["metadata"] = {}  # a platform that drops cell metadata
-        assert gc.recognise(stripped, sigs) == (lab, "text of the release's cells")
+        assert recognise(stripped, sigs) == (lab, "text of the release's cells")
     other = new_notebook(cells=[new_markdown_cell("# My own notes"), new_code_cell("print(1)")])
-    assert gc.recognise(other, sigs) == (None, "")
+    assert recognise(other, sigs) == (None, "")
 
 
 def test_tampering_names_edited_and_deleted_test_cells():
-    sig = gc.course_signatures()[LAB]
+    sig = COURSE.signatures[LAB]
     nb = read(LABS / f"{LAB}.ipynb")
-    assert gc.tampering(nb, sig) == []
-    assert gc.tampering(read(SOLUTIONS / f"{LAB}.ipynb"), sig) == []  # hidden tests are not edits
+    assert edited_cells(nb, sig) == []
+    assert edited_cells(read(SOLUTIONS / f"{LAB}.ipynb"), sig) == []  # hidden tests are not edits
     nb.cells[cell_index(nb, "test_to_messages")].source = "pass"
     del nb.cells[cell_index(nb, "test_validate_records")]
-    assert gc.tampering(nb, sig) == ["cell test_to_messages edited (graded with the release's version)",
+    assert edited_cells(nb, sig) == ["cell test_to_messages edited (graded with the release's version)",
                                      "cell test_validate_records deleted (nbgrader put it back)"]
 
 
@@ -115,55 +118,59 @@ def test_plan_gives_broken_files_a_score_and_a_reason(tmp_path):
     (tmp_path / "binary_lab.ipynb").write_bytes(b"\xff\xfe\x00garbage")
     write(new_notebook(cells=[new_code_cell("print(1)")]), tmp_path / "stranger_notes.ipynb")
     (tmp_path / "frank" / LAB).mkdir(parents=True)
-    plans = {p.student: p for p in gc.plan(gc.discover(tmp_path), gc.course_signatures(), Limits())}
+    plans = {p.student: p for p in plans_for(tmp_path)}
     assert {s: (p.result["status"], p.result["score"]) for s, p in plans.items()} == {
         "empty": ("invalid", 0.0), "corrupt": ("invalid", 0.0), "binary": ("invalid", 0.0),
         "stranger": ("unrecognised", 0.0), "frank": ("missing", 0.0)}
     assert "empty file" in plans["empty"].result["reason"]
     assert "not a valid notebook" in plans["corrupt"].result["reason"]
-    assert plans["frank"].result["max_score"] == sum(p for _, p in gc.graded_cells(LAB)) > 0
+    assert plans["frank"].result["max_score"] == sum(p for _, p, _ in COURSE.graded_cells(LAB)) > 0
     assert all(p.notebook is None for p in plans.values())
 
 
-def test_same_lab_twice_is_graded_once_and_said(tmp_path):
+def test_same_lab_twice_is_graded_once_and_reported(tmp_path):
     release = read(LABS / f"{LAB}.ipynb")
     write(release, tmp_path / "alice_first.ipynb")
     write(release, tmp_path / "alice_second.ipynb")
-    plans = gc.plan(gc.discover(tmp_path), gc.course_signatures(), Limits())
+    plans = plans_for(tmp_path)
     assert len(plans) == 1 and plans[0].file == "alice_second.ipynb"
-    assert "also submitted alice_first.ipynb (not graded)" in plans[0].notes
+    assert any("also submitted alice_first.ipynb" in n for n in plans[0].notes)
+    assert any("two submissions" in r for r in plans[0].review)
 
 
 def test_hash_changes_with_the_submission_and_the_grader():
-    a = gc.content_hash(b"x", LAB, Limits())
-    assert a == gc.content_hash(b"x", LAB, Limits())
-    assert a != gc.content_hash(b"y", LAB, Limits())
-    assert a != gc.content_hash(b"x", LAB, Limits(cell_timeout=7))
+    a = content_hash(b"x", LAB, COURSE, Rules())
+    assert a == content_hash(b"x", LAB, COURSE, Rules())
+    assert a != content_hash(b"y", LAB, COURSE, Rules())
+    assert a != content_hash(b"x", LAB, COURSE, Rules(Limits(cell_timeout=7)))
+    assert a != content_hash(b"x", LAB, COURSE, Rules(due=((None, "2026-12-01T00:00:00+00:00"),)))
 
 
 def _result(student, score, lab=LAB, status="ok", sha="s1"):
     cells = [{"grade_id": gid, "score": min(score, pts), "max_score": pts, "needs_manual_grade": False}
-             for gid, pts in gc.graded_cells(lab)]
+             for gid, pts in graded(lab)]
     return {"student": student, "lab": lab, "file": f"{student}.ipynb", "sha": sha, "status": status, "reason": "",
             "score": sum(c["score"] for c in cells), "max_score": sum(c["max_score"] for c in cells), "cells": cells}
 
 
 def test_gradebook_and_csv_merge_never_duplicate_or_lose(tmp_path):
-    out = gc.Output(tmp_path)
-    out.prepare([LAB])
+    out = Output(tmp_path, COURSE)
+    out.prepare([LAB], {})
     out.record(_result("alice", 3), None)
     out.record(_result("bob", 0, status="errors"), None)
     out.record(_result("alice", 1, sha="s2"), None)  # a changed submission replaces the old grade
     out.apply(list(out.load_results().values()))  # re-applying changes nothing
-    rows = gradebook_rows(tmp_path)
-    assert len(rows) == 2 * len(gc.graded_cells(LAB))
+    rows = [r for r in gradebook_rows(tmp_path) if r[2] in dict(graded())]  # autograded cells (written answers: by hand)
+    assert len(rows) == 2 * len(graded())
     assert {r[0] for r in rows} == {"alice", "bob"}
-    assert sum(r[3] for r in rows if r[0] == "alice") == 1 * len(gc.graded_cells(LAB))
-    out.write_reports(out.load_results(), "test")
+    assert sum(r[3] for r in rows if r[0] == "alice") == 1 * len(graded())
+    results = sorted(out.load_results().values(), key=lambda r: r["student"])
+    out.write_csv(results)
+    write_summary(tmp_path, results, "test")
     table = csv_rows(tmp_path)
     assert [(r["student"], r["score"], r["status"]) for r in table] == [("alice", "4", "ok"), ("bob", "0", "errors")]
     cells = list(csv.DictReader(open(tmp_path / "cells.csv")))
-    assert {c["grade_id"] for c in cells} == {gid for gid, _ in gc.graded_cells(LAB)}
+    assert {c["grade_id"] for c in cells} == {gid for gid, _ in graded()}
     assert all(c["students"] == "2" for c in cells)
     assert (tmp_path / "score-distribution.png").stat().st_size > 1000
     assert "What the class did not get" in (tmp_path / "summary.md").read_text()
@@ -171,8 +178,8 @@ def test_gradebook_and_csv_merge_never_duplicate_or_lose(tmp_path):
 
 def test_cell_losses_counts_share_of_students():
     rows = [_result("a", 3), _result("b", 0), _result("c", 99)]
-    losses = {c["grade_id"]: c for c in gc.cell_losses(rows)}
-    first = gc.graded_cells(LAB)[0][0]
+    losses = {c["grade_id"]: c for c in cell_losses(rows)}
+    first = graded()[0][0]
     assert losses[first]["students"] == 3
     assert losses[first]["lost_share"] == "0.33"  # only b lost the 3-point first cell
 
@@ -183,17 +190,17 @@ def test_rerun_grades_only_new_or_changed(tmp_path):
     (subs / "frank" / LAB).mkdir(parents=True)
     (subs / "empty_x.ipynb").parent.mkdir(exist_ok=True)
     (subs / "empty_x.ipynb").write_text("")
-    gc.grade_class(subs, out, Limits(), quiet=True)
+    gc.grade_class(subs, out, quiet=True)
     first = {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")}
     assert len(first) == 2
-    gc.grade_class(subs, out, Limits(), quiet=True)
+    gc.grade_class(subs, out, quiet=True)
     assert {p: p.stat().st_mtime_ns for p in (out / "results").rglob("*.json")} == first
     (subs / "empty_x.ipynb").write_text("{}")
-    gc.grade_class(subs, out, Limits(), quiet=True)
+    gc.grade_class(subs, out, quiet=True)
     table = csv_rows(out)
     assert len(table) == 2
     assert next(r for r in table if r["student"] == "empty")["reason"].startswith("empty_x.ipynb: not a valid notebook")
-    assert len(gradebook_rows(out)) == len(gc.graded_cells(LAB))  # frank's zeros, once
+    assert len(gradebook_rows(out)) == len(COURSE.graded_cells(LAB))  # frank's zeros, once
 
 
 # --- slow: a tiny course, graded for real (kill-and-resume, Dask) --------------------------
@@ -215,17 +222,19 @@ def _tiny_course(root: Path) -> Path:
         new_code_cell("assert root(9) == 3", metadata=meta(grade_id="test_root", grade=True, locked=True, points=1)),
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     write(source, root / "solutions" / f"{TINY}.ipynb")
-    gc.use_course(root)
-    try:
-        template = gc._template(TINY)
-        (root / "labs").mkdir()
-        (root / "labs" / f"{TINY}.ipynb").write_bytes((template / "release" / TINY / f"{TINY}.ipynb").read_bytes())
-    finally:
-        gc.use_course(None)
+    release = template(str(root.resolve()), TINY, True) / "release" / TINY / f"{TINY}.ipynb"
+    (root / "labs").mkdir()
+    (root / "labs" / f"{TINY}.ipynb").write_bytes(release.read_bytes())
     return root
 
 
+DUE = "2026-12-01T12:00:00+00:00"
+TIMES = {"half": "2026-12-01 11:00:00.000000 UTC", "hidden": "2026-12-01 13:30:00.000000 UTC",
+         "late": "2026-12-02 12:00:00.000000 UTC"}  # nbgrader's timestamp.txt format; due noon UTC
+
+
 def _tiny_class(course: Path, folder: Path) -> Path:
+    """Half the class in nbgrader's tree with timestamp.txt, half as a Canvas export (one marked late by Canvas)."""
     release = read(course / "labs" / f"{TINY}.ipynb")
     answers = {"good": ("return a + b", "return math.sqrt(x)"), "half": ("return a + b", "raise NotImplementedError()"),
                "wrong": ("return a - b", "return x"), "hidden": ("return abs(a) + b", "return math.sqrt(x)"),
@@ -237,8 +246,9 @@ def _tiny_class(course: Path, folder: Path) -> Path:
         nb.cells[cell_index(nb, "root")].source = f"def root(x):\n    {root}"
         if i % 2:
             write(nb, folder / student / TINY / f"{TINY}.ipynb")
+            (folder / student / TINY / "timestamp.txt").write_text(TIMES[student])
         else:
-            write(nb, folder / f"{student}_upload.ipynb")
+            write(nb, folder / f"{student}{'_late' if student == 'none' else ''}_1234{i}_5678{i}_upload.ipynb")
     return folder
 
 
@@ -249,10 +259,14 @@ def tiny(tmp_path_factory):
     course = _tiny_course(root / "course")
     subs = _tiny_class(course, root / "subs")
     out = root / "reference"
-    results = gc.grade_class(subs, out, Limits(cell_timeout=60), workers=2, quiet=True, course=course)
-    gc.use_course(None)
+    results = gc.grade_class(subs, out, Course(course), Rules(Limits(cell_timeout=60), due=((None, DUE),)), workers=2, quiet=True)
     scores = {r["student"]: r["score"] for r in results.values()}
     assert scores == {"good": 3, "half": 2, "wrong": 0, "hidden": 1, "none": 0, "late": 3}, scores
+    # late work: minutes from nbgrader's timestamp.txt against --due, Canvas's own late mark; reported, not penalised
+    late = {r["student"]: (r["late"], r["minutes_late"]) for r in csv_rows(out)}
+    assert late == {"good": ("", ""), "half": ("", "0"), "wrong": ("", ""), "hidden": ("yes", "90"), "none": ("yes", ""),
+                    "late": ("yes", "1440")}, late
+    assert "hidden / lab-0.0.1-tiny: 90 minutes late" in (out / "summary.md").read_text()
     return course, subs, out
 
 
@@ -261,8 +275,8 @@ def test_killed_mid_run_then_rerun_equals_one_run(tiny, tmp_path):
     course, subs, reference = tiny
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tools.grade_class", str(subs), "--out", str(out), "--course", str(course),
-           "--workers", "2", "--timeout", "60", "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+           "--workers", "2", "--timeout", "60", "--due", DUE, "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "results").rglob("*.json"))) < 2 and proc.poll() is None:
         time.sleep(0.05)
@@ -272,7 +286,7 @@ def test_killed_mid_run_then_rerun_equals_one_run(tiny, tmp_path):
     graded_before = len(list((out / "results").rglob("*.json")))
     assert 2 <= graded_before < 6
     assert not (out / "grades.csv").exists()
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "grades.csv").read_text() == (reference / "grades.csv").read_text()
     assert gradebook_rows(out) == gradebook_rows(reference)
@@ -283,9 +297,11 @@ def test_dask_localcluster_gives_the_same_gradebook(tiny, tmp_path):
     from distributed import LocalCluster
 
     course, subs, reference = tiny
+    archive = shutil.make_archive(str(tmp_path / "class-export"), "zip", subs)  # the class as a platform's .zip
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        gc.grade_class(subs, tmp_path, Limits(cell_timeout=60), scheduler=cluster.scheduler_address, quiet=True, course=course)
-    gc.use_course(None)
+        gc.grade_class(Path(archive), tmp_path / "out", Course(course), Rules(Limits(cell_timeout=60), due=((None, DUE),)),
+                       scheduler=cluster.scheduler_address, quiet=True)
+    tmp_path = tmp_path / "out"
     assert gradebook_rows(tmp_path) == gradebook_rows(reference)
     assert (tmp_path / "grades.csv").read_text() == (reference / "grades.csv").read_text()
     assert (tmp_path / "course" / "feedback" / "good" / TINY / f"{TINY}.html").exists()
@@ -297,7 +313,7 @@ def test_bench_times_alone_and_together_and_projects(tiny, tmp_path):
     course = tiny[0]
     bench = subprocess.run([sys.executable, "-m", "tools.grade_class", "--bench", "--course", str(course), "--labs", TINY,
                             "--workers", "2", "--machines", "3", "--timeout", "60"],
-                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bench.returncode == 0, bench.stderr[-3000:]
     row = re.search(rf"{TINY}\s+alone\s+([\d.]+) s\s+2 at once\s+([\d.]+) s \(\s*([\d.]+) s each\)\s+class of 30:\s+([\d.]+) min"
                     r"\s+300:\s+([\d.]+) min\s+300 on 3 such machines:\s+([\d.]+) min(.*)", bench.stdout)
@@ -358,6 +374,10 @@ def _hostile_class(folder: Path, out: Path, port: int) -> dict[str, Path]:
     del tampered.cells[cell_index(tampered, "test_validate_records")]
     files["tamper"] = write(tampered, nbdir("tamper"))
     files["renamed"] = write(partial, folder / "renamed" / LAB / "my-lab.ipynb")
+    files["untouched"] = write(release, nbdir("untouched"))
+    # an added cell that replaces a checker the graded cell calls (render_ids, defined by the release's own cells)
+    files["redefiner"] = write(_with_cell(solution, "def render_ids(conv):\n    return mask_prompt_labels(conv, tokenizer)['input_ids']",
+                                          "trl_reference"), nbdir("redefiner"))
     (folder / "missing" / LAB).mkdir(parents=True)
     (folder / "corrupt_lab.ipynb").write_text('{"cells": [{"cell_type": "code", "sour')
     (folder / "empty_lab.ipynb").write_text("")
@@ -416,7 +436,7 @@ def test_bad_and_hostile_submissions_in_one_run(tmp_path):
     limits = Limits(cell_timeout=20, memory_mb=4096, output_bytes=200_000)
     started = time.perf_counter()
     try:
-        results = gc.grade_class(subs, out, limits, workers=2, quiet=True)
+        results = gc.grade_class(subs, out, COURSE, Rules(limits), workers=2, quiet=True)
     finally:
         stop.set()
     seconds = time.perf_counter() - started
@@ -424,11 +444,12 @@ def test_bad_and_hostile_submissions_in_one_run(tmp_path):
     print(f"graded {len(rows)} submissions in {seconds:.0f} s")
     for r in rows.values():
         print(f"{r['student']:<10} {r['score']:>3}/{r['max_score']:<3} {r['status']:<12} {r['reason'][:300]}")
-    full = f"{sum(p for _, p in gc.graded_cells(LAB)):g}"
+    full = f"{sum(p for _, p in graded()):g}"  # autograded points
+    total = f"{sum(p for _, p, _ in COURSE.graded_cells(LAB)):g}"  # with the written answers
     assert set(rows) == {"good", "partial", "broken", "endless", "hog", "tamper", "renamed", "missing", "corrupt",
-                         "empty", "hostile"}
-    assert {r["max_score"] for name, r in rows.items() if name not in ("corrupt", "empty")} == {full}  # flat, no lab: 0
-    assert all(r["status"] in gc.STATUSES and r["reason"] for name, r in rows.items() if name != "good")
+                         "empty", "hostile", "untouched", "redefiner"}
+    assert {r["max_score"] for name, r in rows.items() if name not in ("corrupt", "empty")} == {total}  # flat, no lab: 0
+    assert all(r["status"] in STATUSES and r["reason"] for name, r in rows.items() if name != "good")
     assert (rows["good"]["score"], rows["good"]["status"], rows["good"]["reason"]) == (full, "ok", "")  # = alone (test_autograde)
     assert rows["broken"]["score"] == "0"
     assert "cell to_messages: SyntaxError" in rows["broken"]["reason"]
@@ -461,9 +482,29 @@ def test_bad_and_hostile_submissions_in_one_run(tmp_path):
             assert hidden not in feedback.read_text(), f"{student}'s feedback shows a hidden test"
     assert {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()} == before
     book = gradebook_rows(out)
-    assert all(r[3] is not None and r[3] <= r[5] for r in book)
+    assert all(r[3] is None or r[3] <= r[5] for r in book)
     assert {r["student"] for r in results.values()} == set(rows)
-    assert sum(r[3] for r in book if r[0] == "good") == float(full)
+    assert sum(r[3] or 0 for r in book if r[0] == "good") == float(full)
+    # tampering is surfaced for review: the redefined checker, the edited test cells are in the reason
+    assert "redefines render_ids" in rows["redefiner"]["review"] and not rows["good"]["review"]
+    summary = (out / "summary.md").read_text()
+    assert "To review" in summary and "redefiner" in summary.split("## Scores")[0]
+    assert "Written answers to grade by hand" in summary
+    # one engine: the self-check (make grade-lab: hidden tests, every core) gives each cell the class grader's score
+    for name in ("good", "untouched", "partial", "tamper", "redefiner"):
+        mine = check(COURSE, LAB, files[name], Limits(cell_timeout=limits.cell_timeout, memory_mb=limits.memory_mb, threads=2), hidden=True)
+        theirs = {c["grade_id"]: None if c["manual"] else c["score"] for c in results[f"{name}/{LAB}"]["cells"]}
+        assert mine.scores() == theirs, f"{name}: self-check {mine.scores()} != class grader {theirs}"
+    # the handed-over course root is safe with nbgrader's own CLI: regenerated feedback shows no hidden test
+    bin_dir = Path(sys.executable).parent
+    regenerated = subprocess.run([str(bin_dir / "nbgrader"), "generate_feedback", LAB, "--force"], cwd=out / "course",
+                                 capture_output=True, text=True, timeout=600,
+                                 env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert regenerated.returncode == 0, regenerated.stderr[-3000:]
+    html = list((out / "course" / "feedback").rglob("*.html"))
+    assert len(html) >= 5
+    for page in html:
+        assert hidden not in page.read_text(), f"{page} shows a hidden test"
     # a good one gets exactly the score it gets when graded alone
     alone = tmp_path / "alone"
     write(read(files["partial"]), alone / "partial_lab6.ipynb")
@@ -472,5 +513,5 @@ def test_bad_and_hostile_submissions_in_one_run(tmp_path):
 
 
 def _grade(subs: Path, out: Path, limits: Limits) -> Path:
-    gc.grade_class(subs, out, limits, workers=1, quiet=True)
+    gc.grade_class(subs, out, COURSE, Rules(limits), workers=1, quiet=True)
     return out

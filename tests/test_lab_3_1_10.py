@@ -18,6 +18,8 @@ from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 from utils.deployment import (go_template_unavailable, load_gguf, ollama_host, ollama_unreachable, ollama_values, parse_modelfile,
                               render_go_template, server_command)
 
+pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
+
 NOTEBOOK = SOLUTIONS / "lab-3.1.10-ollama-integration.ipynb"
 DEFINITIONS = ["gguf_size_report", "check_parity", "modelfile_helpers", "write_modelfile"]
 SMOLLM2_PARAMS = 134_515_008

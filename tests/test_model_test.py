@@ -17,6 +17,8 @@ from deploy_fixtures import course_gguf
 from utils.deployment import free_port, serve_gguf
 from utils.serving import ServerError, course_questions, read_questions, run_model_test
 
+pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
+
 REPO = Path(__file__).resolve().parent.parent
 ALIAS = "smollm2-course"
 

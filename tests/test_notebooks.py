@@ -8,7 +8,9 @@ import pytest
 
 from tools.notebook_cells import LABS, SOLUTIONS, load, nbgrader_meta
 from tools.generate_labs import generate_student_version, normalised
-from tools.nbgrader_course import lab_names
+from tools.grading.course import Course
+
+lab_names = Course().lab_names
 
 SLUGS = {
     "3.1.1": "lora-theory", "3.1.2": "dora-comparison", "3.1.3": "neftune-magic",
@@ -50,10 +52,10 @@ def test_solution_cells_are_well_formed_for_nbgrader(lab):
     assert graded and solutions
     ids = [nbgrader_meta(c)["grade_id"] for c in cells if nbgrader_meta(c)]
     assert len(ids) == len(set(ids)), "grade_ids must be unique"
-    for cell in solutions:
+    for cell in (c for c in solutions if c["cell_type"] == "code"):  # written answers: tests/test_reflection_cells.py
         text = source(cell)
         assert "### BEGIN SOLUTION" in text and "### END SOLUTION" in text, nbgrader_meta(cell)["grade_id"]
-    for cell in graded:
+    for cell in (c for c in graded if c["cell_type"] == "code"):
         meta, text = nbgrader_meta(cell), source(cell)
         assert meta["locked"] and meta["points"] > 0, f"{meta['grade_id']}: graded cells are locked and worth points"
         visible, _, hidden = text.partition("### BEGIN HIDDEN TESTS")

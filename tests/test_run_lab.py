@@ -3,7 +3,9 @@
 import pytest
 
 import tools.run_lab as run_lab
-from tools.nbgrader_course import lab_names
+from tools.grading.course import Course
+
+lab_names = Course().lab_names
 
 
 def _lab(prefix: str) -> str:

@@ -16,7 +16,9 @@ import tempfile
 from pathlib import Path
 
 from tools.generated_files import argument_parser, update
-from tools.nbgrader_course import LABS, TempCourse, lab_names, resolve_lab
+from tools.grading.course import Course
+from tools.grading.engine import generate
+from tools.paths import LABS
 
 
 def normalised(path: Path) -> str:
@@ -25,15 +27,15 @@ def normalised(path: Path) -> str:
 
 
 def generate_student_version(lab: str, workdir: Path) -> str:
-    release = TempCourse(workdir / lab, lab).generate()
-    return normalised(release)
+    return normalised(generate(Course(), lab, workdir / lab))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(__doc__)
     parser.add_argument("labs", nargs="*", help="lab numbers or names (default: all)")
     args = parser.parse_args(argv)
-    labs = [resolve_lab(x) for x in args.labs] or lab_names()
+    course = Course()
+    labs = [course.resolve_lab(x) for x in args.labs] or course.lab_names()
     stale = []
     with tempfile.TemporaryDirectory() as tmp:
         for lab in labs:

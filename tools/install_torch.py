@@ -18,7 +18,10 @@ INDEX_ENV = "TORCH_INDEX_URL"
 
 
 def installed_torch_version() -> str | None:
-    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True)
+    """The installed distribution's version, which is what pip's constraint is checked against: PyPI's CUDA wheel
+    says `torch.__version__ == "2.13.0+cu130"` but installs as 2.13.0, so pinning the former stops pip."""
+    probe = subprocess.run([sys.executable, "-c", "import importlib.metadata as m, torch; print(m.version('torch'))"],
+                           capture_output=True, text=True)
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 

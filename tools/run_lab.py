@@ -16,14 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from tools.nbgrader_course import LABS, REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, lab_names, resolve_lab
+from tools.grading.course import Course
+from tools.paths import REPO, RUNS, venv_on_path
 
 
 def run(notebook: Path, profile: str, output: Path, cell_timeout: int) -> float:
     import nbformat
     from nbclient import NotebookClient
 
-    _ensure_venv_on_path()
+    venv_on_path()
     os.environ["COURSE_PROFILE"] = profile  # the kernel inherits this environment
     nb = nbformat.read(notebook, as_version=4)
     started = time.perf_counter()
@@ -40,17 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lab", help="lab number or name, e.g. 3.1.1, or 'all'")
     parser.add_argument("--profile", default="cpu", choices=["grade", "cpu", "spark"])
-    parser.add_argument("--labs", action="store_true", help="run the student version from labs/")
+    parser.add_argument("--labs", action="store_true", help="run the student version from labs/ (always, in a student edition)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     parser.add_argument("--budget", type=float, help="fail (exit 1) if a lab takes longer than this many seconds, kernel start included")
     args = parser.parse_args(argv)
-    labs = lab_names() if args.lab == "all" else [resolve_lab(args.lab)]
+    course = Course()
+    student = args.labs or not course.has_solutions
+    labs = course.lab_names() if args.lab == "all" else [course.resolve_lab(args.lab)]
     over = []
     for lab in labs:
-        notebook = (LABS if args.labs else SOLUTIONS) / f"{lab}.ipynb"
-        output = REPO_ROOT / "runs" / args.profile / notebook.name
+        notebook = (course.labs if student else course.solutions) / f"{lab}.ipynb"
+        output = RUNS / args.profile / notebook.name
         seconds = run(notebook, args.profile, output, args.timeout)
-        print(f"{notebook.relative_to(REPO_ROOT)} ran under profile {args.profile!r} in {seconds:.0f} s; outputs in {output.relative_to(REPO_ROOT)}", flush=True)
+        print(f"{notebook.relative_to(REPO)} ran under profile {args.profile!r} in {seconds:.0f} s; outputs in {output.relative_to(REPO)}", flush=True)
         if args.budget is not None and seconds > args.budget:
             over.append(f"{lab}: {seconds:.0f} s > {args.budget:g} s")
     if over:

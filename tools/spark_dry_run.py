@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.nbgrader_course import REPO_ROOT, SOLUTIONS, _ensure_venv_on_path, resolve_lab
+from tools.grading.course import Course
+from tools.paths import REPO, SOLUTIONS, venv_on_path
 from utils.profiles import LLAMA_8B, LLAMA_70B, OVERRIDES_ENV, PROFILE_ENV
 
 DRY_RUN_LABS = ("3.1.1", "3.1.2", "3.1.3", "3.1.4", "3.1.5", "3.1.6")
@@ -115,8 +116,8 @@ def run_lab(lab: str, cache: Path, output_dir: Path, cell_timeout: int = 600) ->
     import nbformat
     from nbclient import NotebookClient
 
-    _ensure_venv_on_path()
-    notebook = SOLUTIONS / f"{resolve_lab(lab)}.ipynb"
+    venv_on_path()
+    notebook = SOLUTIONS / f"{Course().resolve_lab(lab)}.ipynb"
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(notebook, as_version=4)
@@ -135,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("labs", nargs="*", default=list(DRY_RUN_LABS), help="lab numbers (default: 3.1.1-3.1.6)")
     args = parser.parse_args(argv)
     print(describe_skips(), flush=True)
-    output_dir = REPO_ROOT / "runs" / "spark-dry-run"
+    output_dir = REPO / "runs" / "spark-dry-run"
     with tempfile.TemporaryDirectory(prefix="spark-dry-run-hub-") as cache:
         install_hub_cache(Path(cache))
         for lab in args.labs:
             seconds = run_lab(lab, Path(cache), output_dir)
-            print(f"{lab} ran under the spark profile on the tiny Llama in {seconds:.0f} s; executed copy in {output_dir.relative_to(REPO_ROOT)}", flush=True)
+            print(f"{lab} ran under the spark profile on the tiny Llama in {seconds:.0f} s; executed copy in {output_dir.relative_to(REPO)}", flush=True)
     return 0
 
 

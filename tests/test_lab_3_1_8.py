@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from trl_reference import assert_grads_close, grads, tiny_llama
-from mistake_table import mistake_table_tests, shortcut
+from mistake_table import Mistake, mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.8-simpo-vs-orpo.ipynb"
@@ -179,4 +179,127 @@ SHORTCUTS = [
     """, "test_orpo_loss"),
 ]
 
-test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)
+SHORTCUTS += [  # the graded TRL comparison calls your functions with TRL's loss code out of reach, as the loss cells do
+    Mistake(f"{m.name} (caught by the TRL comparison too)", m.cell, m.replacements, "test_losses_match_trl") for m in SHORTCUTS
+]
+
+# A cell the student adds after the TRL comparison runs in the graded cell's namespace (nbgrader restores only the
+# locked and test cells). Each entry below is such a cell, planted as code run right after `trl_compare`: a wrong
+# loss, plus a redefinition that made the earlier graded cell (which read `checks`, `compare_simpo`, `simpo_trainer`
+# and `model` from the cells above) pass with it. The graded cell must recompute everything itself and fail.
+_AFTER_TRL_COMPARE = 'print("your losses match TRL\'s" if LOSSES_VERIFIED else "your losses do NOT match TRL\'s yet")'
+_SWAPPED_SIMPO = """
+def simpo_loss(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, beta=2.0, gamma=1.0):
+    chosen_rewards, rejected_rewards = beta * chosen_logps / chosen_tokens, beta * rejected_logps / rejected_tokens
+    return -F.logsigmoid(rejected_rewards - chosen_rewards - gamma), chosen_rewards, rejected_rewards
+"""
+_SUMMED_ORPO = """
+def orpo_loss(chosen_logps, rejected_logps, chosen_tokens, rejected_tokens, chosen_nll, lam=0.1):
+    log_odds = (chosen_logps - rejected_logps) - (torch.log(-torch.expm1(chosen_logps)) - torch.log(-torch.expm1(rejected_logps)))
+    return chosen_nll - lam * F.logsigmoid(log_odds).mean(), log_odds
+"""
+_ECHO_TRAINER = """
+class EchoTrainer:
+    "Stands in for TRL's trainer: its 'TRL numbers' are the student's own."
+    def __init__(self, simpo, beta, gamma=None):
+        self.simpo, self.beta, self.simpo_gamma = simpo, beta, gamma
+    def get_batch_loss_metrics(self, model, batch):
+        c, c_n, logits = reply_logps(batch, "chosen")
+        r, r_n, _ = reply_logps(batch, "rejected")
+        if self.simpo:
+            losses, cw, rw = simpo_loss(c, r, c_n, r_n, self.beta, self.simpo_gamma)
+            return losses.mean(), {"rewards/chosen": cw.mean().item(), "rewards/margins": (cw - rw).mean().item()}
+        loss, log_odds = orpo_loss(c, r, c_n, r_n, trl_nll(logits, batch), self.beta)
+        return loss, {"log_odds_chosen": log_odds.mean().item(), "log_odds_ratio": F.logsigmoid(log_odds).mean().item()}
+simpo_trainer = EchoTrainer(True, simpo_trainer.beta, simpo_trainer.simpo_gamma)
+orpo_trainer = EchoTrainer(False, orpo_trainer.beta)
+checks = {**compare_simpo(simpo_trainer, simpo_batch), **compare_orpo(orpo_trainer, orpo_batch)}
+"""
+_FLAT_MODEL = """
+class FlatModel(torch.nn.Module):
+    "Every token equally likely: chosen and rejected score the same, so a swapped loss equals the right one."
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = vocab
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        from types import SimpleNamespace
+        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab))
+model = FlatModel(model.config.vocab_size)
+checks = {**compare_simpo(simpo_trainer, simpo_batch), **compare_orpo(orpo_trainer, orpo_batch)}
+"""
+TAMPERING = [
+    Mistake("tampering: an added cell sets checks to TRL's numbers and redefines compare_simpo / compare_orpo (SimPO swapped)",
+            "trl_compare", [(_AFTER_TRL_COMPARE, _AFTER_TRL_COMPARE + _SWAPPED_SIMPO + """
+checks = {name: (theirs, theirs) for name, (_, theirs) in checks.items()}
+compare_simpo = compare_orpo = lambda trainer, batch: {"loss": (1.0, 1.0)}
+""")], "test_losses_match_trl"),
+    Mistake("tampering: an added cell replaces simpo_trainer / orpo_trainer by stand-ins that echo your numbers (ORPO summed)",
+            "trl_compare", [(_AFTER_TRL_COMPARE, _AFTER_TRL_COMPARE + _SUMMED_ORPO + _ECHO_TRAINER)], "test_losses_match_trl"),
+    Mistake("tampering: an added cell replaces model by one that scores every reply alike (SimPO swapped)",
+            "trl_compare", [(_AFTER_TRL_COMPARE, _AFTER_TRL_COMPARE + _SWAPPED_SIMPO + _FLAT_MODEL)], "test_losses_match_trl"),
+]
+
+test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(
+    NOTEBOOK, MISTAKES + SHORTCUTS + TAMPERING, _prepare)
+
+
+def names_from_outside(source: str) -> set[str]:
+    """Names a cell reads that it neither binds itself nor gets from Python's builtins: what earlier cells hand it."""
+    import ast
+    import builtins
+
+    tree = ast.parse(source)
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    bound |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    bound |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loaded - bound - set(dir(builtins))
+
+
+def test_graded_trl_comparison_takes_only_the_exercises_from_earlier_cells():
+    """An added cell can redefine any name an earlier cell bound; the graded comparison must read none but the two losses."""
+    from tools.notebook_cells import cell_sources
+
+    outside = names_from_outside(cell_sources(NOTEBOOK)["test_losses_match_trl"])
+    assert outside == {"simpo_loss", "orpo_loss"}, f"test_losses_match_trl reads {sorted(outside - {'simpo_loss', 'orpo_loss'})} from earlier cells"
+
+
+def test_names_from_outside_sees_helpers_of_earlier_cells():
+    """The check above would catch the comparison cell as it was (reading `checks`, `compare_simpo`, ... of trl_compare)."""
+    old = """for _name, (_ours, _theirs) in checks.items():
+    assert math.isfinite(_ours), _name
+for _k, _v in compare_simpo(simpo_trainer, simpo_batch).items():
+    pass
+"""
+    assert names_from_outside(old) == {"checks", "math", "compare_simpo", "simpo_trainer", "simpo_batch"}
+
+
+def test_sft_control_rows_are_the_pairs_prompts_and_chosen_replies_in_order():
+    """The control trains on exactly what ORPO's NLL sees of each pair, the chosen reply, in the same order (same sampler)."""
+    from utils.experiments.preference import training_data
+    from utils.experiments.preference_comparison import chosen_as_sft_rows
+
+    pairs = training_data("orpo", 12)
+    rows = chosen_as_sft_rows(pairs)
+    assert len(rows) == len(pairs) and rows.column_names == ["prompt", "completion"]
+    for row, pair in zip(rows, pairs):
+        assert row["prompt"] == pair["prompt"] and row["completion"] == pair["chosen"] != pair["rejected"]
+
+
+def test_step_timer_keeps_each_step():
+    """One wall time per step, not their mean: what the lab's spread of step times is made of."""
+    import time
+    from types import SimpleNamespace
+
+    from utils.experiments.preference_comparison import StepTimer, step_seconds
+
+    timer = StepTimer()
+    for pause in (0.0, 0.02):
+        timer.on_step_begin(None, None, None)
+        time.sleep(pause)
+        timer.on_step_end(None, None, None)
+    assert len(timer.seconds) == 2 and timer.seconds[1] >= 0.02 > timer.seconds[0]
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[object(), timer]))
+    assert step_seconds(trainer) == timer.seconds
+    assert step_seconds(SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[]))) is None

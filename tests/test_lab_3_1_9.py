@@ -88,6 +88,29 @@ def test_imbalanced_rows_keep_every_undesirable_row_and_one_desirable_in_n():
 _Z0 = "    z0 = (policy_kl_logps - reference_kl_logps).mean().clamp(min=0).detach()"
 _D = "    desirable = desirable_weight * (1 - torch.sigmoid(beta * (rewards - z0)))"
 _U = "    undesirable = undesirable_weight * (1 - torch.sigmoid(beta * (z0 - rewards)))"
+_LAST_COMPARE_LINE = """print("your loss matches TRL's" if KTO_VERIFIED else "your loss does NOT match TRL's yet")"""
+_ADDED_CELL = """
+_kto_loss_as_written = kto_loss
+
+
+def kto_loss(policy_logps, reference_logps, labels, policy_kl_logps, reference_kl_logps, beta=0.1, desirable_weight=1.0,
+             undesirable_weight=1.0):
+    # the reference point ignored: the KL log-probs of the policy replaced by the reference's, so z0 = 0
+    return _kto_loss_as_written(policy_logps, reference_logps, labels, reference_kl_logps, reference_kl_logps, beta,
+                                desirable_weight, undesirable_weight)
+
+
+_compare_kto_as_shipped = compare_kto
+
+
+def compare_kto(trainer, batch):
+    return {name: (theirs, theirs) for name, (_, theirs) in _compare_kto_as_shipped(trainer, batch).items()}
+
+
+agrees = lambda rows, rtol=1e-4: True
+checks = compare_kto(kto_trainer, kto_batch)
+KTO_VERIFIED = True
+"""
 # (name, solution cell, [(old, new), ...], graded cell that must fail)
 MISTAKES = [
     ("-logsigmoid instead of 1 - sigmoid", "kto_loss",
@@ -100,6 +123,13 @@ MISTAKES = [
     ("KL not clamped at 0", "kto_loss", [(_Z0, _Z0.replace(".clamp(min=0)", ""))], "test_kto_loss"),
     ("KL summed instead of averaged", "kto_loss", [(_Z0, _Z0.replace(".mean()", ".sum()"))], "test_kto_loss"),
     ("reference point left out", "kto_loss", [(_Z0, "    z0 = torch.zeros(())")], "test_kto_loss"),
+    # the TRL comparison runs on a batch whose z0 > 0, so a loss without the reference point no longer matches TRL there
+    ("reference point left out (caught by the TRL comparison too)", "kto_loss", [(_Z0, "    z0 = torch.zeros(())")],
+     "test_kto_matches_trl"),
+    # a cell added after section 2 (written here as an edit at the end of that locked cell, where it runs): a loss that
+    # ignores z0, and section 2's helpers and `checks` redefined to report TRL's numbers as the student's
+    ("added cell redefines compare_kto, agrees and checks", "trl_compare", [(_LAST_COMPARE_LINE, _LAST_COMPARE_LINE + _ADDED_CELL)],
+     "test_kto_matches_trl"),
     ("weights swapped", "kto_loss", [(_D, _D.replace("desirable_weight *", "undesirable_weight *")),
                                      (_U, _U.replace("undesirable_weight *", "desirable_weight *"))], "test_kto_loss"),
     ("weights swapped (caught by the TRL comparison too)", "kto_loss",
@@ -124,5 +154,6 @@ def _prepare(graded, overrides):
 
 
 # TRL has no KTO loss function outside its trainer, whose compute_loss the hidden tests keep out of reach; no
-# finished utils function computes it either, so the table has no shortcut entry of its own.
+# finished utils function computes it either, so the table has no shortcut entry of its own. The graded TRL comparison
+# computes what it compares inside itself (section 2's helpers only print the table), which the added-cell entry checks.
 test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES, _prepare)

@@ -4,7 +4,7 @@
 
 DIR gets `source/<lab>/<lab>.ipynb` (copied from solutions/) and an `nbgrader_config.py`, then
 `nbgrader generate_assignment`, `release_assignment`, `collect`, `autograde`, `generate_feedback`
-and `release_feedback` work in it as nbgrader documents them (docs_drafts/nbgrader_release.md).
+and `release_feedback` work in it as nbgrader documents them (README.md, "Releasing and grading with nbgrader's own commands").
 The config keeps hidden tests out of every feedback file nbgrader writes: nbgrader's own
 GenerateFeedback renders the autograded notebook, which has the hidden tests put back, in its
 cells and in the tracebacks of failed hidden tests (tools/hidden_test_errors.py). The config
@@ -95,7 +95,8 @@ def next_steps(root: Path, labs: list[str], exchange: Path | None) -> str:
              f"  cd {root}", f"  {nbgrader} generate_assignment {lab}"]
     if exchange is not None:
         steps += [f"  {nbgrader} release_assignment {lab}",
-                  f"Students: nbgrader fetch_assignment {lab} --course {COURSE_ID}, then nbgrader submit {lab} --course {COURSE_ID}",
+                  f"Students: nbgrader fetch_assignment {lab} --course {COURSE_ID} --Exchange.root={Path(exchange).resolve()}",
+                  f"          (work on it), nbgrader submit {lab} --course {COURSE_ID} --Exchange.root={Path(exchange).resolve()}",
                   "Then, as the instructor:", f"  {nbgrader} collect {lab}"]
     else:
         steps.append(f"Put submissions in {root}/submitted/<student>/{lab}/{lab}.ipynb (no --exchange given), then:")

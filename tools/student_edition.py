@@ -33,7 +33,8 @@ from tools import edition_leaks
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY_MODULES = ("tools.quickstart", "tools.run_lab", "tools.self_check", "tools.model_test")
-COPIED_FILES = ("PREREQUISITES.md", "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "module-3.1/README.md", "tools/install_torch.py")
+COPIED_FILES = ("PREREQUISITES.md", "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "setup.mk", "module-3.1/README.md",
+                "tools/install_torch.py")
 COPIED_TREES = ("utils",)
 TEMPLATES = "edition"  # edition/<path> becomes <path> in the edition
 # Never shipped, wherever they turn up: caches, build and editor debris.
@@ -219,7 +220,10 @@ def build(out: Path, make_zip: bool = False, force: bool = False, check: bool = 
             shutil.copy2(source, target)
         if check:
             secrets = edition_leaks.course_secrets(repo / "solutions", repo / "labs")
-            leaks = edition_leaks.search(edition_leaks.files_under(staging), secrets, staging)
+            leaks, twins = edition_leaks.split_twins(edition_leaks.search(edition_leaks.files_under(staging), secrets, staging))
+            if twins:
+                print(f"WARNING: {len(twins)} line(s) of exercises whose answer utils/ keeps for later labs (a student of that "
+                      "lab can read it; tools/edition_leaks.py, TWINS):\n" + edition_leaks.report(twins, 100), file=sys.stderr)
             if leaks:
                 raise LeakError(f"the edition would hand out {len(leaks)} answer line(s); nothing was written:\n"
                                 + edition_leaks.report(leaks))

@@ -9,10 +9,15 @@ The files in `utils/data/` were produced by running that lab's solution code thr
 
 Pairs for training come from the training split only, so the held-out wordings of the test
 split stay out of every training file; the test pairs serve to measure preference accuracy.
+
+The KTO file's rows are in the order KTO trains on them (`kto_training_order`): TRL's KTOTrainer reads
+them in file order and pairs each row's prompt with the previous row's reply in its batch to estimate
+the reference point z0, so the order decides whether those pairs are mismatched, as the paper's are.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Callable
 
@@ -23,12 +28,46 @@ PREFERENCE_FILES = {"train": "course_preferences_train.jsonl", "test": "course_p
 KTO_FILES = {"train": "course_kto_train.jsonl"}
 PAIR_KEYS = ("prompt", "chosen", "rejected")
 KTO_KEYS = ("prompt", "completion", "label")
+KTO_ORDER_SEED = 0
+
 
 def build_files(make_preference_pairs: Callable, to_unpaired: Callable) -> dict[str, list[dict]]:
-    """file name -> rows, from Lab 3.1.6's two functions: pairs for the train and test splits, KTO rows from the train pairs."""
+    """file name -> rows, from Lab 3.1.6's two functions: pairs for the train and test splits, KTO rows from the train
+    pairs (in `kto_training_order`)."""
     train = make_preference_pairs(load_split("train"), seed=PREFERENCE_SEED)
     test = make_preference_pairs(load_split("test"), seed=PREFERENCE_SEED)
-    return {PREFERENCE_FILES["train"]: train, PREFERENCE_FILES["test"]: test, KTO_FILES["train"]: to_unpaired(train)}
+    return {PREFERENCE_FILES["train"]: train, PREFERENCE_FILES["test"]: test,
+            KTO_FILES["train"]: kto_training_order(to_unpaired(train))}
+
+
+def kto_training_order(rows: list[dict], seed: int = KTO_ORDER_SEED) -> list[dict]:
+    """The KTO rows reordered so that TRL's KL pairs are mismatched, as the paper's are: (prompt, another example's reply).
+
+    TRL 1.16's KTOTrainer reads the rows in order (sequential sampler) and builds the KL pairs by rotating the
+    replies by one within each batch: row k's prompt with row k-1's reply, the batch's first prompt with its last
+    reply. Lab 3.1.6 writes an example's desirable row next to its undesirable one, island by island, so most of
+    those pairs would share a prompt or its island and field. Here: the examples in a seeded shuffled order, one
+    row of each (which one, by a seeded coin) in that order, then the other rows in the same order. An example's
+    two rows are then exactly n rows apart (n examples), in the whole file and in any subset of examples kept in
+    file order, so no batch of at most n rows holds both; neighbours are examples in random order.
+    """
+    by_id: dict[str, list[dict]] = {}
+    for row in rows:
+        by_id.setdefault(str(row["id"]), []).append(row)
+    for example_id, pair in by_id.items():
+        if sorted(bool(r["label"]) for r in pair) != [False, True]:
+            labels = [r["label"] for r in pair]
+            raise ValueError(f"KTO rows of example {example_id}: expected one desirable and one undesirable row, got labels {labels}")
+    rng = random.Random(seed)
+    order = list(by_id)
+    rng.shuffle(order)
+    first, second = [], []
+    for example_id in order:
+        desirable, undesirable = sorted(by_id[example_id], key=lambda r: not r["label"])
+        a, b = (desirable, undesirable) if rng.random() < 0.5 else (undesirable, desirable)
+        first.append(a)
+        second.append(b)
+    return first + second
 
 
 def write_files(files: dict[str, list[dict]], directory: Path) -> list[Path]:
@@ -135,12 +174,21 @@ def course_pairs(split: str = "train", limit: int | None = None, as_dataset: boo
 
 
 def course_kto_rows(split: str = "train", limit: int | None = None, as_dataset: bool = False):
-    """KTO rows as the course sends them to a model (course system turn first).
+    """KTO rows as the course sends them to a model (course system turn first), in the file's training order.
 
-    `limit` counts examples, chosen as `course_pairs` chooses pairs, and keeps both rows of each
-    (the desirable and the undesirable reply), so a limit never unbalances the labels or the kinds.
+    `limit` counts examples, chosen as `course_pairs` chooses pairs (from the examples in the pairs file's
+    order, island by island, which `spread_by_kind` needs), and keeps both rows of each (the desirable and
+    the undesirable reply), so a limit never unbalances the labels or the kinds. The kept rows stay in file
+    order, which keeps `kto_training_order`'s layout: an example's two rows are as many rows apart as
+    there are examples.
     """
     rows = load_kto(split)
-    examples = list({r["id"]: {"id": r["id"], "kind": r["kind"]} for r in rows}.values())
-    keep = {e["id"] for e in spread_by_kind(examples, limit)}
+    examples = {r["id"]: {"id": r["id"], "kind": r["kind"]} for r in rows}
+    if limit is not None:
+        position = {p["id"]: n for n, p in enumerate(load_preferences(split))}
+        unknown = sorted(set(examples) - set(position))
+        if unknown:
+            raise ValueError(f"{KTO_FILES[split]}: ids not in {PREFERENCE_FILES[split]} (needed to pick a spread subset): {unknown[:5]}")
+        examples = dict(sorted(examples.items(), key=lambda item: position[item[0]]))
+    keep = {e["id"] for e in spread_by_kind(list(examples.values()), limit)}
     return _maybe_dataset(with_course_system_turn([r for r in rows if r["id"] in keep]), as_dataset)

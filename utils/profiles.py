@@ -182,14 +182,14 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # KTO balanced, KTO with one desirable row per undesirable_per_desirable undesirable ones, and DPO, at equal steps
     # (a KTO step takes 2 x batch_size rows, a DPO step batch_size pairs), DPO's beta as in Lab 3.1.7. compare_examples:
-    # examples (two rows each) of the TRL check, whose adapter is nudged off zero by compare_nudge; preference_pairs:
+    # examples (two rows each) of the TRL check, at least 2 so that its KL pairs can be mismatched; its adapter is nudged
+    # off zero by compare_nudge, then takes one supervised step at compare_sft_lr so that z0 > 0; preference_pairs:
     # held-out pairs scored per run. cpu: one seed, 8 steps (6 steps and 16 pairs took 300 s on the AVX2-only EPYC
     # and left KTO 1:4 where it started, within one pair's 6 points) to fit 450 s.
     "3.1.9": {
         "all": dict(kto_beta=0.1, dpo_beta=0.1, undesirable_per_desirable=4, compare_examples=2, compare_nudge=0.02,
-                    preference_pairs=16),
-        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2,
-                      compare_examples=1),
+                    compare_sft_lr=2e-4, preference_pairs=16),
+        "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2),
         "cpu": dict(max_steps=8, batch_size=4, eval_examples=20, seeds=(0,), preference_pairs=24),
     },
     # Deployment: the adapter is trained as in Lab 3.1.4 (the profile's sizes); parity on parity_prompts held-out

@@ -92,8 +92,21 @@ def test_describe_says_what_a_submission_can_read():
     for isolation in ({"root": False, "namespaces": [], "pdeathsig": True, "own_root": False, "why": "`unshare` is not installed"},
                       {"root": True, "namespaces": ["--net"], "pdeathsig": True, "own_root": False, "why": "pivot failed"}):
         line = describe(isolation)
-        assert "WARNING: the kernel can read every file this user" in line and "solutions/" in line, line
+        assert "WARNING: the kernel can read every file" in line and "solutions/" in line, line
         assert isolation["why"] in line
+
+
+def test_without_namespaces_the_run_says_the_kernel_reads_everything(tmp_path, monkeypatch):
+    """A machine where `unshare` is refused (no user namespaces for this user): the fallback is said loudly."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    (fake / "unshare").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    isolation = probe.__wrapped__()  # not the cached answer for this machine
+    assert (isolation["namespaces"], isolation["own_root"]) == ([], False)
+    assert "not permitted" in isolation["why"]
+    assert "WARNING: the kernel can read every file" in describe(isolation)
 
 
 # --- the wrapper itself, with a script in place of the kernel -------------------------------

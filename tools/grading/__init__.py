@@ -2,7 +2,8 @@
 
     course.py     the course as a value: labs, release and source notebooks, recognising a notebook's lab
     integrity.py  what a submission changed that grading relies on (edited test cells, redefined checkers)
-    sandbox.py    the kernel's operating-system limits and isolation (Limits)
+    sandbox.py    the kernel's operating-system limits and isolation, grading side (Limits, what the kernel may see)
+    confine.py    the kernel side of the sandbox: a root of its own holding only what it needs, privileges dropped, exec
     engine.py     grade ONE notebook for one lab: `grade_notebook` -> GradeResult (every caller uses it)
     discovery.py  finding submissions: nbgrader tree, flat export, folder per student, zip; ids, times
     plan.py       what must be graded, keyed by a hash of the notebook and the grader (Rules: limits, due, penalty)

@@ -94,7 +94,14 @@ def _mountpoint(base: str, path: str, like: str) -> str:
 
 def build_root(base: str, view: dict) -> None:
     """Mount at `base` a root holding only the system folders and `view`'s paths (see the module docstring)."""
-    os.umask(0o022)
+    umask = os.umask(0o022)
+    try:
+        _build(base, view)
+    finally:
+        os.umask(umask)
+
+
+def _build(base: str, view: dict) -> None:
     os.makedirs(base, mode=0o700, exist_ok=True)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here leaks back to the machine
     _mount("grade-root", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
@@ -202,7 +209,7 @@ def main(spec_path: str, argv: list[str]) -> None:
             os.chown(argv[argv.index("-f") + 1], uid, uid)  # the connection file
     view = spec.get("view")
     if view:
-        if not cwd.startswith(str(job) + os.sep):
+        if not os.path.realpath(cwd).startswith(os.path.realpath(job) + os.sep):
             sys.exit(f"grading sandbox: the kernel's working directory {cwd} is not inside its job folder {job}; refusing to expose it")
         build_root(str(job / "root"), {**view, "writable": [*view["writable"], cwd]})
         enter_root(str(job / "root"), cwd)

@@ -202,13 +202,15 @@ def model_cache_for_sandbox() -> str:
     """A copy of the prepared model the sandbox uid can read (the cache is private to its owner); this machine's,
     also on a Dask worker.
 
-    Made once per machine per cache state; unneeded when not root (the kernel keeps our uid).
+    Made once per machine per cache state; not root, the kernel keeps our uid and reads the cache itself.
     """
     from utils.models import cache_root
 
     source = cache_root()
-    if os.geteuid() != 0 or not source.is_dir():
+    if not source.is_dir():
         return ""
+    if os.geteuid() != 0:
+        return str(source)  # the kernel keeps our uid: it reads the cache itself, bound read-only into its root
     stamp = hashlib.sha256("".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(source.rglob("*")) if p.is_file()).encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"grade-class-model-{stamp}"
     if not target.is_dir():

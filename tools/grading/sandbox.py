@@ -82,12 +82,16 @@ def probe() -> dict:
 def _try_own_root(isolation: dict) -> tuple[bool, str]:
     """Start the wrapper for real, with a kernel that only imports the course: (works, why not)."""
     job_dir = Path(tempfile.mkdtemp(prefix="grader-probe-"))
+    neighbour = Path(tempfile.mkdtemp(prefix="grader-probe-neighbour-"))  # a folder beside it the kernel must not see
     uid = new_uid() if isolation["root"] else None
     try:
         job_dir.chmod(0o711)
+        neighbour.chmod(0o755)
         (job_dir / "work").mkdir()
         spec_path = _write_spec(job_dir, Limits(), [], {}, {**isolation, "own_root": True}, uid)
-        check = "import os, utils, tools; assert os.listdir('/tmp') == [%r]" % job_dir.name
+        # (the course itself may live in the same temporary folder, e.g. a student edition unpacked there: only the
+        # neighbour is checked)
+        check = "import os, utils, tools; assert not os.path.exists(%r)" % str(neighbour)
         done = subprocess.run([*_prefix(isolation), sys.executable, "-m", "tools.grading.confine", str(spec_path), "--",
                                sys.executable, "-c", check], cwd=job_dir / "work", capture_output=True, timeout=120)
         if done.returncode == 0:
@@ -100,6 +104,7 @@ def _try_own_root(isolation: dict) -> tuple[bool, str]:
         if uid is not None:
             kill_uid(uid)
         shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(neighbour, ignore_errors=True)
 
 
 def describe(isolation: dict) -> str:
@@ -114,9 +119,9 @@ def describe(isolation: dict) -> str:
                      "the model cache (read-only) and its own job folder; no solutions/, submissions or home folder")
         parts.append("own uid per submission" if isolation["root"] else "the grader's uid without any capability")
     else:
-        who = f"uid {os.geteuid()}" if isolation["root"] else f"uid {os.geteuid()}, the grader's"
-        parts.append(f"WARNING: the kernel can read every file this user ({who}) can read, since {isolation.get('why') or 'no own root'}: "
-                     "any solutions/ on this machine (hidden tests included), other students' notebooks, the grader's home")
+        who = "that any user may read" if isolation["root"] else f"this user (uid {os.geteuid()}, the grader's) can read"
+        parts.append(f"WARNING: the kernel can read every file {who} ({isolation.get('why') or 'no root of its own'}): any "
+                     "solutions/ on this machine (hidden tests included), other students' notebooks, the grader's files")
         parts.append("own uid per submission" if isolation["root"] else "SAME uid as the grader (not root)")
     return "; ".join(parts)
 

@@ -27,8 +27,9 @@ quickstart: prepare-model
 
 # CI's command. Phase 1, without a C++ compiler: set-up, a quickstart under the grade profile, the fast tests
 # that need no deploy tools, a self-check. Phase 2: deploy-setup, then the slow tests and Lab 3.1.10's.
+# The venv is made by the interpreter's real path: the compiler-free PATH is a folder of links that goes away.
 test:
-	$(NO_COMPILER) $(MAKE) setup prepare-model
+	$(NO_COMPILER) $(MAKE) setup prepare-model PYTHON="$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 	$(NO_COMPILER) env COURSE_PROFILE=grade $(BIN)/python -m tools.quickstart
 	$(NO_COMPILER) $(BIN)/python -m pytest -m "not slow and not deploy"
 	$(NO_COMPILER) $(BIN)/python -m tools.self_check 3.1.1 solutions/lab-3.1.1-lora-theory.ipynb

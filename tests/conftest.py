@@ -45,3 +45,17 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason=f"{'; '.join(missing)}: needs {DEPLOY_NEEDS}")
         for item in deploy:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _undo_guard_tampering():
+    """Mistake tables run hostile cells in this process (a replaced `importlib.reload` or `out_of_reach`): undo them after
+    each test, so a later test sees the real functions."""
+    import importlib
+
+    reload = importlib.reload
+    yield
+    importlib.reload = reload
+    grading = sys.modules.get("utils.grading")
+    if grading is not None and not hasattr(grading.out_of_reach, "__wrapped__"):
+        reload(grading)

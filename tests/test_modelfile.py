@@ -17,6 +17,8 @@ from utils.deployment import go_template_unavailable, render_go_template
 from utils.modelfile_check import (CONVERSATIONS, ENGINE_ENV, NotAChatFormat, chat_markers, check_modelfile, first_difference,
                                    merged, ollama_values)
 
+pytestmark = pytest.mark.deploy  # Go's real template engine (go-template) is the reference: `make deploy-setup`
+
 GO_REASON = go_template_unavailable()
 needs_go = [pytest.mark.deploy, pytest.mark.skipif(GO_REASON is not None, reason=f"Go's text/template cannot run here: {GO_REASON}")]
 TURN_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<turn>{{ m['role'] }}: {{ m['content'] }}</turn>\n\n{% endfor %}"

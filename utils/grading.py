@@ -123,8 +123,10 @@ def _holders(original, namespace: dict):
                 classes.setdefault(id(value), value)
     for cls in classes.values():
         for name, member in list(vars(cls).items()):
-            # only classmethod/staticmethod wrappers: reading other attributes may run lazy imports (six's moves)
-            wrapped = member.__func__ if isinstance(member, (classmethod, staticmethod)) else None
+            try:
+                wrapped = getattr(member, "__func__", None)
+            except Exception:  # a lazy attribute (six's moves) that imports on access: not a function we block
+                wrapped = None
             if member is original or wrapped is original:
                 yield cls, name
 

@@ -175,9 +175,9 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # AVX2-only EPYC, DPO 8.8 s a step; a first run of 8 steps, 24 pairs and 40 questions took 557 s).
     "3.1.8": {
         "all": dict(dpo_beta=0.1, simpo_beta=2.0, simpo_gamma=1.0, orpo_lambda=0.1, compare_pairs=2, preference_pairs=16,
-                    fresh_process=True),
+                    fresh_process=True, timing_rounds=6),
         "grade": dict(max_steps=1, batch_size=1, train_examples=8, eval_examples=2, max_new_tokens=8, preference_pairs=2,
-                      fresh_process=False),
+                      fresh_process=False, timing_rounds=0),
         "cpu": dict(max_steps=6, batch_size=4, eval_examples=20, seeds=(0,)),
     },
     # KTO balanced, KTO with one desirable row per undesirable_per_desirable undesirable ones, and DPO, at equal steps

@@ -12,12 +12,12 @@
 # Only Lab 3.1.10 and its tests need deploy-setup; everything else needs python3 and make.
 
 include setup.mk
-PROFILE ?= cpu
+PROFILE ?=  # empty: the course rule (COURSE_PROFILE, else spark with CUDA, else cpu; utils.profiles.profile_name)
 LAB ?= 3.1.1
 GRADE_BUDGET ?= 60
 
 .PHONY: quickstart test test-fast labs run-lab grade-budget self-check grade-lab grade-class \
-	student-edition bench clean
+	student-edition bench clean test-browser
 # Runs a command with no C++ compiler on PATH: `make test` proves set-up, quickstart, the fast tests and a
 # self-check need none (only Lab 3.1.10's deploy-setup does).
 NO_COMPILER := $(PYTHON) tools/without_compiler.py --
@@ -44,7 +44,7 @@ labs: setup
 	$(BIN)/python -m tools.generate_labs
 
 run-lab: prepare-model $(DEPLOY_IF_NEEDED)
-	$(BIN)/python -m tools.run_lab $(LAB) --profile $(PROFILE)
+	$(BIN)/python -m tools.run_lab $(LAB) $(if $(PROFILE),--profile $(PROFILE))
 
 grade-budget: prepare-model deploy-setup
 	$(BIN)/python -m tools.run_lab all --profile grade --budget $(GRADE_BUDGET)
@@ -71,3 +71,22 @@ bench: prepare-model
 
 clean:
 	rm -rf runs outputs .pytest_cache
+
+# The browser tier (tests/browser; README: Browser tests): a student's JupyterLab with nbgrader's Validate, the
+# instructor's formgrader, plots and progress bars, in headless Chromium. Debian's chromium is installed with
+# apt-get when missing (root only: elsewhere the tests skip and say so); Playwright drives it and downloads nothing.
+# Screenshots of every step: runs/browser/.
+CHROMIUM := /usr/bin/chromium
+test-browser: prepare-model $(VENV)/.browser-done
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } \
+	      || echo "test-browser: apt-get could not install chromium: the browser tests will skip"; \
+	  else echo "test-browser: $(CHROMIUM) is missing and installing it needs root and apt-get: the browser tests will skip"; fi; \
+	fi
+	COURSE_BROWSER=1 $(BIN)/python -m pytest tests/browser --timeout=480
+
+$(VENV)/.browser-done: $(VENV)/.setup-done pyproject.toml
+	$(BIN)/python -m pip install -c $(VENV)/torch-constraint.txt -e ".[dev,browser]"
+	@$(BIN)/python -c "import playwright" || { echo "playwright is not installed: pyproject.toml needs the 'browser' extra"; exit 1; }
+	touch $@

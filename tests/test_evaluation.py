@@ -96,3 +96,63 @@ def test_length_mismatch_raises():
         score_replies(["a", "b"], [HOLLIN])
     with pytest.raises(ValueError):
         score_replies([], [HOLLIN])
+
+
+# ---------------------------------------------------------------- the library-backed shared helpers
+# utils.evaluation hands generation to transformers' pipeline and log-probabilities to TRL (the labs' exercises
+# write both by hand); these tests pin them to a plain hand-written reference, so a change of library behaviour
+# or a wrong wrapper shows here rather than as a student's "wrong" answer.
+
+
+def _hand_written_logps(logits, input_ids, mask, average):
+    import torch
+
+    out = []
+    for b in range(logits.size(0)):
+        terms = [torch.log_softmax(logits[b, t - 1].double(), -1)[input_ids[b, t]].item()
+                 for t in range(1, logits.size(1)) if mask[b, t]]
+        out.append(sum(terms) / max(len(terms), 1) if average else sum(terms))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_completion_logps_is_the_sum_or_mean_over_completion_tokens(average):
+    import torch
+
+    from utils.evaluation import completion_logps
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 9, 11, generator=g) * 3
+    ids = torch.randint(0, 11, (3, 9), generator=g)
+    mask = torch.zeros(3, 9, dtype=torch.long)
+    mask[0, 2:6], mask[1, 4:9], mask[2, 1:3] = 1, 1, 1
+    before = (logits.clone(), ids.clone())
+    got = completion_logps(logits.bfloat16().float(), ids, mask, average)
+    want = _hand_written_logps(logits.bfloat16().float(), ids, mask, average)
+    assert got.dtype == torch.float32 and got.shape == (3,)
+    torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=0)
+    assert torch.equal(before[0], logits) and torch.equal(before[1], ids), "inputs must not change"
+
+
+def test_generate_replies_matches_a_hand_written_greedy_loop_and_restores_state():
+    import torch
+
+    from utils.course_data import load_split
+    from utils.evaluation import generate_replies
+    from utils.tiny_llama import llama31_tokenizer, tiny_llama31
+
+    tokenizer = llama31_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    model = tiny_llama31(tokenizer, dtype=torch.float32)
+    model.train()
+    prompts = [ex.prompt() for ex in load_split("test", 3)]
+    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=5, batch_size=2, progress=False)
+    assert model.training and tokenizer.padding_side == "right", "the caller's model mode and padding side are restored"
+    model.eval()
+    expected = []
+    for messages in prompts:  # one prompt at a time: no padding at all
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        expected.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    assert replies == expected

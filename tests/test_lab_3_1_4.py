@@ -46,8 +46,8 @@ def test_lora_count_and_targets_match_peft_on_smollm2(solution):
     from utils.profiles import get_profile
 
     P = get_profile("cpu")
-    config = solution["build_lora_config"](P)
     model = load_model(P.model_id)
+    config = solution["build_lora_config"](P, model)
     predicted = solution["lora_parameter_count"](model, config)
     peft_model = get_peft_model(model, config)
     assert peft_model.get_nb_trainable_parameters()[0] == predicted == 4_884_480  # r=16, 7 projections, 30 layers
@@ -61,7 +61,7 @@ def test_llama_8b_plan_from_the_meta_device(solution):
     assert all(p.device.type == "meta" for p in llama.parameters())
     arch = solution["architecture"](llama)
     assert arch["params"] == 8_030_261_248
-    lora = solution["lora_parameter_count"](llama, solution["build_lora_config"](get_profile("spark")))
+    lora = solution["lora_parameter_count"](llama, solution["build_lora_config"](get_profile("spark"), llama))
     assert lora == 16 * 32 * (2 * 8192 + 2 * 5120 + 3 * 18432) == 41_943_040
     plan = solution["predict_training_memory"](arch, lora, tokens=8 * 256, weight_bytes=2, act_bytes=2, autocast_copies=False, checkpointing=True)
     assert plan["weights"] == 2 * 8_030_261_248 and plan["AdamW state"] == 8 * lora
@@ -97,7 +97,7 @@ def test_merge_and_verify_on_a_trained_adapter(solution, base):
     from peft import get_peft_model
 
     model, tokenizer = base
-    peft_model = get_peft_model(copy.deepcopy(model), solution["build_lora_config"](solution["P"]))
+    peft_model = get_peft_model(copy.deepcopy(model), solution["build_lora_config"](solution["P"], model))
     torch.manual_seed(0)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -173,7 +173,7 @@ def test_lora_settings_round_trip(solution):
 
     from utils.experiments.stop_and_resume import lora_settings
 
-    config = solution["build_lora_config"](solution["P"])
+    config = solution["build_lora_config"](solution["P"], solution["tiny_llama"]())
     settings = json.loads(json.dumps(lora_settings(config)))  # crosses a process boundary as JSON
     again = LoraConfig(**settings)
     for key in ("r", "lora_alpha", "lora_dropout", "target_modules", "task_type", "bias"):
@@ -195,11 +195,16 @@ def test_memory_target_reports_a_peak():
 # (name, solution cell, [(old, new), ...], graded cell that must fail)
 MISTAKES = [
     ("target_modules left out (PEFT default: q_proj, v_proj)", "build_lora_config",
-     [("        target_modules=list(ALL_LINEAR),\n", "")], "test_build_lora_config"),
+     [("        target_modules=targets,\n", "")], "test_build_lora_config"),
     ("attention projections only", "build_lora_config",
-     [("target_modules=list(ALL_LINEAR)", 'target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]')], "test_build_lora_config"),
+     [("target_modules=targets", 'target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]')], "test_build_lora_config"),
     ("output head targeted too", "build_lora_config",
-     [("target_modules=list(ALL_LINEAR)", 'target_modules=list(ALL_LINEAR) + ["lm_head"]')], "test_build_lora_config"),
+     [("if isinstance(module, nn.Linear) and module is not head})", "if isinstance(module, nn.Linear)})")], "test_build_lora_config"),
+    ("Llama's names typed in, not found in the model", "build_lora_config",
+     [("target_modules=targets", 'target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]')],
+     "test_build_lora_config"),
+    ("PEFT's \"all-linear\" copied from the course's recipe", "build_lora_config",
+     [("target_modules=targets", 'target_modules="all-linear"')], "test_build_lora_config"),
     ("alpha equal to r", "build_lora_config",
      [("lora_alpha=P.lora_alpha", "lora_alpha=P.lora_r")], "test_build_lora_config"),
     ("rank hard-coded to the grade profile's 8", "build_lora_config",
@@ -287,11 +292,49 @@ SHORTCUTS = [
         replies = generate_replies(model, tokenizer, [ex.prompt() for ex in examples], P.max_new_tokens, batch_size, progress)
         return score_replies(replies, examples)
     """, "test_evaluate_model"),
+    shortcut(NOTEBOOK, "transformers' text-generation pipeline", "evaluate_model", """
+        import copy
+
+        from transformers import pipeline
+
+        examples = load_split(split, P.eval_examples)
+        left = copy.copy(tokenizer)
+        left.padding_side = "left"
+        generator = pipeline("text-generation", model=model, tokenizer=left)
+        out = generator([ex.prompt() for ex in examples], batch_size=batch_size, max_new_tokens=P.max_new_tokens,
+                        do_sample=False, return_full_text=False)
+        return score_replies([o[0]["generated_text"].strip() for o in out], examples)
+    """, "test_evaluate_model"),
     shortcut(NOTEBOOK, "the course's LoRA recipe", "build_lora_config", """
         from utils.adapters import adapter_config
 
         return adapter_config(P)
     """, "test_build_lora_config"),
+    shortcut(NOTEBOOK, "PEFT's own layer search", "build_lora_config", """
+        from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
+
+        found = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
+        return LoraConfig(r=P.lora_r, lora_alpha=P.lora_alpha, lora_dropout=0.0, target_modules=sorted(found),
+                          bias="none", task_type="CAUSAL_LM")
+    """, "test_build_lora_config"),
 ]
 
 test_graded_cells_pass_on_the_solution, test_graded_cell_catches_mistake = mistake_table_tests(NOTEBOOK, MISTAKES + SHORTCUTS, _prepare)
+
+# The guard switched off in each graded cell: nothing out of reach and no in-force check.
+_GUARD_OFF = {"test_build_lora_config": [("_SHORTCUTS = (", "_SHORTCUTS = () and ("), ("_grading.assert_in_force(", "(lambda *_: None)(")],
+              "test_evaluate_model": [("_FINISHED = (", "_FINISHED = () and (")]}
+# the course's LoRA recipe uses "all-linear", which the graded cell refuses whatever the guard does
+_REAL = [m for m in SHORTCUTS if m.name != "shortcut: the course's LoRA recipe"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mistake", _REAL, ids=[m.name for m in _REAL])
+def test_each_shortcut_is_real_it_passes_with_the_guard_off(mistake):
+    """Without the guard each shortcut earns the graded cell's points: so the entries above test the guard."""
+    from tools.notebook_cells import cell_sources, mutate
+
+    sources = cell_sources(NOTEBOOK)
+    namespace = _prepare(mistake.graded, {mistake.cell: mutate(sources[mistake.cell], mistake.replacements)})
+    run_cells(NOTEBOOK, [mistake.graded], overrides={mistake.graded: mutate(sources[mistake.graded], _GUARD_OFF[mistake.graded])},
+              namespace=namespace)

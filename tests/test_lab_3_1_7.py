@@ -48,7 +48,6 @@ def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1, eval_data
     import utils  # noqa: F401
     from peft import LoraConfig
 
-    from utils.adapters import ALL_LINEAR
     from utils.experiments.preference import preference_config
     from utils.preference_data import course_pairs
     from utils.profiles import get_profile
@@ -56,7 +55,7 @@ def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1, eval_data
     from trl import DPOTrainer
 
     P = get_profile("grade").with_(batch_size=n_pairs)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=list(ALL_LINEAR), init_lora_weights=False, task_type="CAUSAL_LM")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
     return DPOTrainer(model=tiny_llama(len(tokenizer)), args=preference_config("dpo", P, out, beta=beta),
                       train_dataset=course_pairs("train", n_pairs, as_dataset=True), eval_dataset=eval_dataset, processing_class=tokenizer,
                       peft_config=lora)

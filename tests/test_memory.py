@@ -145,3 +145,51 @@ def test_format_bytes_is_binary():
     assert format_bytes(GiB) == "1.00 GiB"
     assert format_bytes(10**9) == "953.7 MiB"  # a decimal GB is less than a GiB
     assert "GiB" in UNITS_NOTE and "10**9" in UNITS_NOTE
+
+
+# ---------------------------------------------------------------- the notebook's P reaches the worker
+
+
+def _profile_registry():
+    try:
+        from tests import profile_targets
+    except ImportError:  # pytest run from elsewhere, with tests/ itself on sys.path
+        import profile_targets
+    return profile_targets.__name__
+
+
+def test_a_profile_crosses_to_the_worker_whole(monkeypatch):
+    """P.with_(...) and the lab's sizes arrive as they are; the worker's environment cannot change them."""
+    from utils.profiles import OVERRIDES_ENV, get_profile
+
+    P = get_profile("grade", lab="3.1.3").with_(max_steps=3, learning_rate=1.5e-3, alphas=(0, 15))
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")  # the worker inherits this; it must not matter
+    monkeypatch.setenv(OVERRIDES_ENV, '{"max_steps": 9}')
+    report = measure_peak_memory("echo_profile", {"profile": P, "lab": "3.1.3"}, registry=_profile_registry())
+    assert report.result["is_profile"] and report.result["profile"] == P.to_dict()
+    assert report.result["profile"]["lab_sizes"]["alphas"] == [0, 15]
+
+
+def test_a_profile_inside_other_arguments_and_a_bad_one():
+    from utils.memory_worker import PROFILE_KEY
+    from utils.profiles import PROFILES
+
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        measure_peak_memory("echo_profile", {"profile": object()}, registry=_profile_registry())
+    with pytest.raises(MemoryMeasurementError, match="not a profile: unknown fields"):
+        measure_peak_memory("echo_profile", {"profile": {PROFILE_KEY: {**PROFILES["grade"].to_dict(), "colour": 1}}},
+                            registry=_profile_registry())
+
+
+@pytest.mark.slow
+def test_a_notebooks_with_reaches_the_course_memory_worker():
+    """Lab 3.1.2's measured run with the notebook's own changes: one step (grade measures none) at its learning rate."""
+    from utils.profiles import get_profile
+
+    P = get_profile("grade", lab="3.1.2")
+    assert P.memory_steps == 0, "grade measures no memory for Lab 3.1.2: the change below is what must arrive"
+    changed = P.with_(memory_steps=1, learning_rate=1.5e-3)
+    report = measure_peak_memory("lora_vs_dora", dict(profile=changed, use_dora=False))
+    assert report.result["steps"] == 1, report.result
+    assert report.result["profile"] == changed.to_dict()
+    assert report.delta_bytes > 400 * MiB  # the model was loaded and trained there

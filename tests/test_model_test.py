@@ -3,23 +3,17 @@ port, started and stopped here), and every failure it must report in one line wi
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from deploy_fixtures import course_gguf
+from model_test_helpers import assert_one_line_error, model_test, stub_servers
 from utils.deployment import free_port, serve_gguf
 from utils.serving import ServerError, course_questions, read_questions, run_model_test
 
 pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
 
-REPO = Path(__file__).resolve().parent.parent
 ALIAS = "smollm2-course"
 
 
@@ -27,22 +21,6 @@ ALIAS = "smollm2-course"
 def server():
     with serve_gguf(course_gguf("f16"), alias=ALIAS) as base_url:
         yield base_url
-
-
-def model_test(*args, timeout=300):
-    """The command as a user runs it: a fresh process, its exit code, stdout and stderr."""
-    result = subprocess.run([sys.executable, "-m", "tools.model_test", *map(str, args)], cwd=REPO,
-                            capture_output=True, text=True, timeout=timeout)
-    return result.returncode, result.stdout, result.stderr
-
-
-def assert_one_line_error(code, stderr, *needles):
-    assert code == 2, stderr
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("model_test: error:"), stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 # ---------------------------------------------------------------- against llama.cpp's server
@@ -99,12 +77,20 @@ def test_reference_report_agreement_and_threshold(server, tmp_path):
 
 
 def test_disagreements_are_counted_per_question(server):
+    """A question disagrees when the reference's reply passes or fails it differently; replies worded differently
+    with the same verdict are counted apart; a question the reference did not answer counts as a disagreement."""
     questions = course_questions(3)
-    reference = {questions[0].id: "something else entirely"}
+    first = run_model_test(server, ALIAS, questions, max_tokens=6)
+    row = first.rows[0]
+    q0 = questions[0]  # "" fails its checks; the house-format object with the right answer passes them all
+    flipped = "" if row["passed"] else json.dumps({"island": q0.island, "answer": q0.answer})
+    same_verdict = "zzz " + row["reply"] if not row["passed"] else row["reply"] + " (again)"
+    reference = {questions[0].id: flipped, questions[1].id: same_verdict if not first.rows[1]["passed"] else first.rows[1]["reply"]}
     report = run_model_test(server, ALIAS, questions, max_tokens=6, reference=reference, reference_name="made-up")
-    assert [r["agrees"] for r in report.rows] == [False, None, None]
-    assert report.disagreements == 3  # a question the reference did not answer counts as a disagreement
-    assert "3/3 replies differ from made-up" in report.summary()
+    assert [r["agrees"] for r in report.rows] == [False, True, None]
+    assert report.disagreements == 2
+    assert [r["same_reply"] for r in report.rows][0] is False and report.rows[2]["same_reply"] is None
+    assert "made-up" in report.summary() and "2 pass/fail disagreements" in report.summary()
 
 
 def test_own_questions_from_jsonl(server, tmp_path):
@@ -132,50 +118,10 @@ def test_unreachable_server(tmp_path):
     assert_one_line_error(code, err, "cannot reach a server", f"127.0.0.1:{port}")
 
 
-class _Stub(http.server.BaseHTTPRequestHandler):
-    """A loopback stand-in that lists a model and then answers chat requests wrongly (malformed or late)."""
-
-    mode = "malformed"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, body: bytes, content_type="application/json"):
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        self._send(json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode())
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.mode == "slow":
-            time.sleep(3)
-            self._send(b"data: [DONE]\n\n", "text/event-stream")
-        elif self.mode == "bad-event":
-            self._send(b'data: {"id": 1, "object": "chat.completion.chunk"}\n\n', "text/event-stream")
-        else:
-            self._send(b"<html>this is not an event stream</html>\n", "text/html")
-
-
 @pytest.fixture
 def stub():
-    servers = []
-
-    def start(mode):
-        handler = type("Handler", (_Stub,), {"mode": mode})
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-
-    yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    with stub_servers() as start:
+        yield start
 
 
 @pytest.mark.parametrize("mode", ["malformed", "bad-event"])

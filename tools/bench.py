@@ -30,6 +30,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+BENCH_PROFILE = "cpu"  # fixed, not a default: the benchmark always times the cpu profile's LoRA step, on any machine
+STEP_KEYS = {"plain loop, PEFT LoRA": "plain_peft", "plain loop, Lab 3.1.1 LoRALinear": "plain_scratch",  # run-report names
+             "course trainer (utils.training)": "course_trainer", "TRL SFTTrainer, default loss": "trl_default_loss"}
 SIZES = {"full": dict(matmul=1024, matmul_repeats=5, batch=8, steps=5, warmup=1),
          "fast": dict(matmul=128, matmul_repeats=2, batch=2, steps=1, warmup=1)}
 
@@ -186,7 +189,7 @@ def run(fast: bool = False) -> Report:
     from utils.profiles import get_profile
 
     sizes = SIZES["fast" if fast else "full"]
-    profile = get_profile("cpu")
+    profile = get_profile(BENCH_PROFILE)
     bf16 = use_bf16()
     report = Report(device=describe(), precision="bf16" if bf16 else "fp32",
                     matmul_gflops={name: matmul_gflops(dtype, sizes["matmul"], sizes["matmul_repeats"])
@@ -229,12 +232,34 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
+def record_figures(report: Report, fast: bool) -> None:
+    """The measurements as run-report figures (utils.run_report), under stable names."""
+    from utils.run_report import record
+
+    for precision, rate in report.matmul_gflops.items():
+        record(f"matmul_gflops.{precision}", rate, repeats=SIZES["fast" if fast else "full"]["matmul_repeats"], note="best of repeats")
+    for s in report.steps:
+        key = STEP_KEYS[s.name]
+        record(f"step_seconds.{key}", s.seconds_per_step, unit="s", repeats=SIZES["fast" if fast else "full"]["steps"], note="median")
+        record(f"tokens_per_second.{key}", s.tokens_per_second)
+        record(f"model_gflops_per_second.{key}", s.flops_per_second / 1e9)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="tiny sizes: checks the command in seconds, numbers not meaningful")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--report", metavar="PATH", help="the run report (default runs/cpu/bench.report.json, bench-fast with --fast)")
     args = parser.parse_args(argv)
-    report = run(fast=args.fast)
+    from tools.paths import RUNS
+    from utils import run_report
+    from utils.profiles import get_profile
+
+    path = args.report or RUNS / BENCH_PROFILE / f"bench{'-fast' if args.fast else ''}.report.json"
+    with run_report.session("bench", "bench-fast" if args.fast else "bench", get_profile(BENCH_PROFILE), path) as extra:
+        report = run(fast=args.fast)
+        record_figures(report, args.fast)
+        extra.update(device=report.device)
     print(render(report))
     if args.json:
         with open(args.json, "w") as f:

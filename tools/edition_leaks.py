@@ -44,15 +44,8 @@ COMMON_LINES = {
     "if not isinstance(record, dict):": "a type check any JSONL reader makes (Lab 3.1.6; utils.serving reads question files)",
     "model.train(was_training)": "restoring a model's mode, which every evaluation helper does (Lab 3.1.4; utils.evaluation)",
     "def __init__(self):": "any class's constructor (a helper class in a Lab 3.1.3 hidden test; utils.experiments)",
-}
-# Exercises whose answer the course ALSO keeps in utils/, because later labs import it: a student of that lab can
-# read it there (its hidden test stops them calling it). Reported on every build, never silently passed; a test
-# fails when an entry no longer matches anything (tests/test_student_edition.py). Removing a twin means giving the
-# lab an exercise that is not a shared utility, or the later labs another implementation.
-TWINS = {
-    ("lab-3.1.4-8b-lora-finetuning", "build_lora_config"): ("utils/adapters.py", "adapter_config, the course LoRA every later lab trains with"),
-    ("lab-3.1.4-8b-lora-finetuning", "evaluate_model"): ("utils/evaluation.py", "generate_replies/evaluate, the held-out evaluation of Labs 3.1.5-3.1.10"),
-    ("lab-3.1.7-dpo-training", "sequence_logprobs"): ("utils/evaluation.py", "completion_logps, the held-out preference accuracy of Labs 3.1.7-3.1.9"),
+    "return LoraConfig(": "building PEFT's config object, as the course's shared recipe does (Lab 3.1.4; utils.adapters): "
+                          "the answer is in its arguments",
 }
 HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 SOLUTION = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -226,19 +219,6 @@ def search(paths: list[Path], secrets: list[Secret], root: Path | None = None) -
     return sorted(leaks.values(), key=lambda leak: (leak.file, leak.lab, leak.line))
 
 
-def twin_of(leak: Leak) -> str | None:
-    """Why this hit is a known twin (TWINS), or None: a solution line found in the utils file that keeps it."""
-    entry = TWINS.get((leak.lab, leak.cell))
-    if entry and leak.kind == "solution code" and leak.file.replace("\\", "/").endswith(entry[0]):
-        return f"{entry[0]}: {entry[1]}"
-    return None
-
-
-def split_twins(leaks: list[Leak]) -> tuple[list[Leak], list[Leak]]:
-    """(leaks, known twins)."""
-    return [x for x in leaks if not twin_of(x)], [x for x in leaks if twin_of(x)]
-
-
 def report(leaks: list[Leak], limit: int = 40) -> str:
     """One line per leak (at most `limit`), for an error message."""
     lines = [str(leak) for leak in leaks[:limit]]
@@ -263,10 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     leaks = []
     for path in args.paths:
         leaks += search(files_under(path) if path.is_dir() else [path], secrets, path.parent)
-    leaks, twins = split_twins(leaks)
-    if twins:
-        print(f"known twins (an exercise's answer kept in utils/ for later labs; see TWINS): {len(twins)} line(s)\n" + report(twins, 1000))
-    print(report(leaks, limit=1000) or f"no other hidden test or solution line in {len(args.paths)} path(s) ({len(secrets)} lines searched)")
+    print(report(leaks, limit=1000) or f"no hidden test or solution line in {len(args.paths)} path(s) ({len(secrets)} lines searched)")
     return 1 if leaks else 0
 
 

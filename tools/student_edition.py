@@ -32,16 +32,18 @@ from pathlib import Path
 from tools import edition_leaks
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_MODULES = ("tools.quickstart", "tools.run_lab", "tools.self_check", "tools.model_test")
+ENTRY_MODULES = ("tools.quickstart", "tools.run_lab", "tools.self_check", "tools.model_test", "tools.bench")
 COPIED_FILES = ("PREREQUISITES.md", "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "setup.mk", "module-3.1/README.md",
                 "tools/install_torch.py")
-COPIED_TREES = ("utils",)
+COPIED_TREES = ("utils", "module-3.1/results")  # results: the study guide links its measured runs
 TEMPLATES = "edition"  # edition/<path> becomes <path> in the edition
 # Never shipped, wherever they turn up: caches, build and editor debris.
 JUNK_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
 JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", "~", ".swp", ".orig", ".rej")
 JUNK_NAMES = {".DS_Store", "Thumbs.db"}
 NOT_SHIPPED_PACKAGES = ("tests", "solutions")  # a shipped tool importing these would break in the edition
+# Markdown between these lines (each on a line of its own) is for instructors: the edition's copy leaves it out.
+INSTRUCTORS_ONLY = ("<!-- instructors -->", "<!-- /instructors -->")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: no build time in the bytes
 _MODULE_NAME = re.compile(r"tools(?:\.[A-Za-z_]\w*)+")
 
@@ -158,6 +160,27 @@ def import_closure(entries, roots: list[Path], repo: Path = REPO) -> tuple[list[
     return sorted(reached), missing, problems
 
 
+def for_students(text: str, name: str = "document") -> str:
+    """The text without its instructors-only blocks (INSTRUCTORS_ONLY markers); unbalanced markers are an error."""
+    begin, end = INSTRUCTORS_ONLY
+    kept, inside = [], None
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        marker = line.strip()
+        if marker == begin:
+            if inside:
+                raise ValueError(f"{name}:{number}: {begin} inside the block opened on line {inside}")
+            inside = number
+        elif marker == end:
+            if not inside:
+                raise ValueError(f"{name}:{number}: {end} without an opening {begin}")
+            inside = None
+        elif not inside:
+            kept.append(line)
+    if inside:
+        raise ValueError(f"{name}:{inside}: {begin} is never closed")
+    return "".join(kept)
+
+
 def plan(repo: Path = REPO) -> Plan:
     """Every file of the edition with its source, in sorted order; raises if two sources claim one path."""
     result = Plan()
@@ -218,12 +241,11 @@ def build(out: Path, make_zip: bool = False, force: bool = False, check: bool = 
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+            if target.suffix == ".md":
+                target.write_text(for_students(target.read_text(encoding="utf-8"), relative), encoding="utf-8")
         if check:
             secrets = edition_leaks.course_secrets(repo / "solutions", repo / "labs")
-            leaks, twins = edition_leaks.split_twins(edition_leaks.search(edition_leaks.files_under(staging), secrets, staging))
-            if twins:
-                print(f"WARNING: {len(twins)} line(s) of exercises whose answer utils/ keeps for later labs (a student of that "
-                      "lab can read it; tools/edition_leaks.py, TWINS):\n" + edition_leaks.report(twins, 100), file=sys.stderr)
+            leaks = edition_leaks.search(edition_leaks.files_under(staging), secrets, staging)
             if leaks:
                 raise LeakError(f"the edition would hand out {len(leaks)} answer line(s); nothing was written:\n"
                                 + edition_leaks.report(leaks))

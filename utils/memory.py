@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from utils.memory_worker import REPORT_MARKER  # prefixes the worker's one result line
+from utils.memory_worker import REPORT_MARKER, encode_profile  # the worker's result line; a Profile across the pipe
 
 MiB = 2**20
 GiB = 2**30
@@ -102,11 +102,13 @@ def measure_peak_memory(target: str, kwargs: dict | None = None, timeout: float 
     """Call the registered `target` with `kwargs` in a fresh process; report its memory.
 
     `target` is a name in the registry's TARGETS (the course's: `utils.memory_targets`). kwargs
-    must be JSON-serialisable (they cross a process boundary). What the target prints to stdout
-    is echoed here; if it raises, MemoryMeasurementError carries its traceback.
+    must be JSON-serialisable (they cross a process boundary), except that a Profile may be passed
+    as is: send the notebook's `P` itself, not `P.name`, so the worker runs with every change the
+    notebook made (`P.with_(...)`) instead of resolving the profile again. What the target prints to
+    stdout is echoed here; if it raises, MemoryMeasurementError carries its traceback.
     """
     try:
-        payload = json.dumps({"registry": registry, "target": target, "kwargs": kwargs or {}})
+        payload = json.dumps({"registry": registry, "target": target, "kwargs": kwargs or {}}, default=encode_profile)
     except TypeError as err:
         raise TypeError(f"kwargs for {target} must be JSON-serialisable: {err}") from err
 

@@ -5,7 +5,8 @@ transformers, PEFT, TRL) and the experiments at its top, so that in a memory wor
 the baseline taken before the call, and the measured delta is the run's own memory (see
 `utils.memory`). A target takes JSON-safe keyword arguments (they cross a process boundary) and
 returns a JSON-safe dict; it runs the model at least once, since memory-mapped weights that were
-only loaded have not been paged in.
+only loaded have not been paged in. A target's `profile` is the notebook's own `P` (it crosses the process
+boundary whole, so `P.with_(...)` changes arrive); a profile name is resolved here, for tests and scripts.
 """
 
 from __future__ import annotations
@@ -20,19 +21,23 @@ import trl  # noqa: F401
 
 import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
 from utils.experiments import lora_vs_dora, preference_comparison, qlora_run, stop_and_resume
-from utils.profiles import get_profile
+from utils.profiles import Profile, get_profile
 from utils.training import seconds_per_step
 
 
-def lora_vs_dora_training(profile: str, use_dora: bool, seed: int = 0) -> dict:
-    """Lab 3.1.2: load the model and train one arm for the lab's memory_steps steps, at the lab's batch size."""
+def lora_vs_dora_training(profile: Profile | str, use_dora: bool, seed: int = 0) -> dict:
+    """Lab 3.1.2: load the model and train one arm for the lab's memory_steps steps, at the lab's batch size.
+
+    Returns the steps trained and the profile trained with, so a caller can see that its `P` arrived.
+    """
     started = time.perf_counter()
     P = get_profile(profile, lab="3.1.2")
     trainer = lora_vs_dora.train_adapter(P, use_dora, seed=seed, steps=P.memory_steps)
-    return {"seconds_per_step": seconds_per_step(trainer), "seconds": time.perf_counter() - started}
+    return {"seconds_per_step": seconds_per_step(trainer), "seconds": time.perf_counter() - started,
+            "steps": trainer.state.global_step, "profile": P.to_dict()}
 
 
-def pipeline_training(profile: str, steps: int, lora: dict, seed: int = 0) -> dict:
+def pipeline_training(profile: Profile | str, steps: int, lora: dict, seed: int = 0) -> dict:
     """Lab 3.1.4: load the model and train `steps` steps with the lab's LoRA settings."""
     started = time.perf_counter()
     if torch.cuda.is_available():

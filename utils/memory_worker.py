@@ -1,6 +1,7 @@
 """The fresh process behind `utils.memory.measure_peak_memory` (run as `python -m utils.memory_worker`).
 
-Reads {"registry": "package.module", "target": name, "kwargs": {...}} as JSON on stdin, imports the
+Reads {"registry": "package.module", "target": name, "kwargs": {...}} as JSON on stdin (a Profile among the
+kwargs arrives as every one of its fields and is rebuilt here, see `encode_profile`), imports the
 registry (its imports count in the baseline; the course's is `utils.memory_targets`), looks the
 target up in its TARGETS dict, records the peak resident memory, calls the function,
 records the peak again, and prints one JSON line prefixed with REPORT_MARKER. On failure the
@@ -39,6 +40,26 @@ def peak_rss_bytes() -> int:
     return maxrss if sys.platform == "darwin" else maxrss * 1024
 
 
+PROFILE_KEY = "__course_profile__"  # a Profile in the request: {PROFILE_KEY: profile.to_dict()}
+
+
+def encode_profile(value):
+    """json.dumps' `default`: a Profile crosses to the worker as its every field (never re-resolved from its name)."""
+    from utils.profiles import Profile
+
+    if isinstance(value, Profile):
+        return {PROFILE_KEY: value.to_dict()}
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _decode_profile(obj: dict):
+    if set(obj) == {PROFILE_KEY}:
+        from utils.profiles import Profile
+
+        return Profile.from_dict(obj[PROFILE_KEY])
+    return obj
+
+
 def _resolve(registry: str, target: str):
     targets = importlib.import_module(registry).TARGETS
     if target not in targets:
@@ -52,8 +73,9 @@ def _emit(report: dict) -> None:
 
 
 def main() -> int:
-    request = json.loads(sys.stdin.read())
+    raw = sys.stdin.read()
     try:
+        request = json.loads(raw, object_hook=_decode_profile)  # inside try: a malformed profile is reported back
         func = _resolve(request["registry"], request["target"])
         baseline = peak_rss_bytes()
         start = time.perf_counter()

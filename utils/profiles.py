@@ -7,8 +7,14 @@ Labs never hard-code a model, a size or a step count; they read them from the ac
     spark  NVIDIA DGX Spark (GB10, 128 GB unified memory): Llama 3.1 8B and 70B, full sizes
 
 Choose with the COURSE_PROFILE environment variable; without it, a CUDA machine gets `spark`
-and anything else gets `cpu`. When nbgrader executes a notebook (it sets NBGRADER_EXECUTION),
-`grade` wins over everything, so autograding is fast and identical for every student.
+and anything else gets `cpu` (`profile_name`: the one rule for "no profile given", which
+tools.run_lab and the quickstart apply too). When nbgrader executes a notebook (it sets
+NBGRADER_EXECUTION), `grade` wins over everything, so autograding is fast and identical for every student.
+
+One door: a run resolves its profile once, where it starts (a lab's first cell, tools.run_lab, the
+quickstart), and passes the Profile itself on, never its name: `get_profile(P)` returns P unchanged
+and a memory worker receives every field (utils.memory), so a notebook's `P.with_(...)` reaches all
+the code it runs. `with_` and COURSE_PROFILE_OVERRIDES accept only known settings.
 
 Settings are written once, as differences (the nanoGPT way): `CPU` lists every field, `grade` and
 `spark` only what differs from it, and each lab's own sizes in `LAB_SIZES` only what differs from
@@ -75,12 +81,58 @@ class Profile:
         raise AttributeError(f"profile {self.__dict__.get('name')!r} has no setting {name!r}; {where}")
 
     def with_(self, **changes) -> "Profile":
-        """A copy with some settings changed: shared fields and the lab's own sizes alike."""
+        """A copy with some settings changed: shared fields and the lab's own sizes alike.
+
+        A name that is neither is an error, so a typo (`max_step=`) cannot be silently ignored.
+        """
         sizes = dict(self.lab_sizes)
+        unknown = sorted(set(changes) - _FIELDS - set(sizes))
+        if unknown:
+            raise ValueError(f"profile {self.name!r}{f' (lab {self.lab})' if self.lab else ''} has no setting "
+                             f"{', '.join(map(repr, unknown))}; known: {', '.join(self.setting_names())}")
         own = {k: changes.pop(k) for k in list(changes) if k in sizes}
         if own:
             changes["lab_sizes"] = tuple({**sizes, **own}.items())
         return replace(self, **changes)
+
+    def setting_names(self) -> list[str]:
+        """Every name `with_` accepts: the shared fields and this lab's own sizes."""
+        return sorted(_FIELDS - {"lab_sizes"}) + sorted(dict(self.lab_sizes))
+
+    def for_lab(self, lab: str | None) -> "Profile":
+        """This profile as `get_profile(name, lab)` resolves it for another lab (itself for its own lab)."""
+        return self if lab == self.lab else get_profile(self.name, lab=lab)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-safe data (the lab's sizes as a dict): what run reports and memory workers receive."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "lab_sizes"}
+        out["lab_sizes"] = dict(self.lab_sizes)
+        return _json_safe(out)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        """The inverse of `to_dict` (JSON lists become tuples again); unknown or missing fields are an error."""
+        unknown, missing = sorted(set(data) - _FIELDS), sorted(_FIELDS - set(data) - {"lab", "lab_sizes"})
+        if unknown or missing:
+            raise ValueError(f"not a profile: unknown fields {unknown}, missing fields {missing}; fields: {sorted(_FIELDS)}")
+        values = {k: _tuples(v) for k, v in data.items() if k != "lab_sizes"}
+        return cls(**values, lab_sizes=tuple((k, _tuples(v)) for k, v in dict(data.get("lab_sizes") or {}).items()))
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _tuples(value):
+    """JSON has no tuples; profile values never use lists, so every list read back was a tuple."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+_FIELDS = {f.name for f in fields(Profile)}
 
 
 CPU = Profile(
@@ -162,11 +214,18 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # DPO with a LoRA policy: beta (the KL weight, TRL's default), a learning rate for LoRA DPO (the profile's 2e-3 is
     # SFT's), check_pairs pairs in the batch compared with TRL's DPOTrainer. cpu: a short run (steps of 4 pairs, two
     # preference scorings and two generation scorings of 40 held-out items) sized to 450 s on 2 fp32 cores.
+    # The on-policy round (section 6), on onpolicy_islands of the ten islands (None: all): an SFT start of sft_steps steps of
+    # sft_batch_size examples at sft_learning_rate, then per seed `samples` replies to each of onpolicy_prompts training
+    # questions at sample_temperature, and DPO for onpolicy_steps steps of onpolicy_batch_size pairs at onpolicy_learning_rate.
+    # cpu: one seed, to fit 450 s; spark: three seeds, sizes not measured on a Spark.
     "3.1.7": {
-        "all": dict(beta=0.1, learning_rate=1e-3, check_pairs=4),
-        "grade": dict(max_steps=2, batch_size=2, eval_examples=4, check_pairs=2),
-        "cpu": dict(max_steps=16, batch_size=4, logging_steps=2),
-        "spark": dict(learning_rate=5e-5),
+        "all": dict(beta=0.1, learning_rate=1e-3, check_pairs=4, sft_steps=30, sft_batch_size=8, sft_learning_rate=2e-3, onpolicy_islands=5,
+                    onpolicy_prompts=None, samples=4, sample_temperature=1.0, onpolicy_steps=16, onpolicy_batch_size=4,
+                    onpolicy_learning_rate=1e-3),
+        "grade": dict(max_steps=2, batch_size=2, eval_examples=4, max_new_tokens=8, check_pairs=2, sft_steps=1, sft_batch_size=2, onpolicy_prompts=2,
+                      samples=2, onpolicy_steps=1, onpolicy_batch_size=2),
+        "cpu": dict(max_steps=16, batch_size=4, logging_steps=2, seeds=(0,)),
+        "spark": dict(learning_rate=5e-5, sft_learning_rate=2e-4, onpolicy_steps=30, onpolicy_learning_rate=5e-5),
     },
     # SimPO and ORPO next to DPO, all three at one budget and Lab 3.1.7's DPO beta. Each run trains in a fresh process
     # whose peak memory is measured (fresh_process); under grade in the kernel, since three process start-ups would
@@ -198,16 +257,16 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # step within 60 s on a 2-core fp32 CPU, where transformers decodes ~7 tokens/s and each converter process costs
     # ~11 s (mostly imports): no q8_0, and short greedy replies.
     "3.1.10": {
-        "all": dict(parity_prompts=4, parity_tokens=32, parity_rtol=1e-2, speed_tokens=64, shown=4, gguf_files=("f16", "q8_0", "Q4_K_M")),
+        "all": dict(parity_prompts=4, parity_tokens=32, parity_rtol=1e-2, speed_tokens=64, speed_repeats=5, shown=4,
+                    gguf_files=("f16", "q8_0", "Q4_K_M")),
         "grade": dict(max_steps=1, batch_size=2, train_examples=8, eval_examples=2, max_new_tokens=8, parity_prompts=1,
-                      parity_tokens=6, speed_tokens=6, shown=2, gguf_files=("f16", "Q4_K_M")),
+                      parity_tokens=6, speed_tokens=6, speed_repeats=2, shown=2, gguf_files=("f16", "Q4_K_M")),
         # cpu: 90 steps of training alone took 487 s on the 2-core EPYC (771 s for the lab, 2026-12-05); 54 steps and 20
         # held-out questions (each answered by the HF model, every GGUF file, the wrong template and the server) fit 450 s.
         "cpu": dict(max_steps=54, eval_examples=20, parity_prompts=3, speed_tokens=48),
     },
 }
 
-_FIELDS = {f.name for f in fields(Profile)}
 
 
 def profile_name(environ: dict | None = None, cuda_available: bool | None = None) -> str:
@@ -238,9 +297,25 @@ def lab_changes(lab: str, profile: str) -> dict[str, Any]:
     return {**entries.get("all", {}), **entries.get(profile, {})}
 
 
-def get_profile(name: str | None = None, lab: str | None = None) -> Profile:
-    """The active profile (or the named one), with `lab`'s own sizes applied if a lab is given."""
-    name = profile_name() if name is None else name
+def get_profile(name: str | Profile | None = None, lab: str | None = None) -> Profile:
+    """The active profile (or the named one), with `lab`'s own sizes applied if a lab is given.
+
+    Given a Profile (a notebook's `P`, perhaps changed with `P.with_`), returns it unchanged, so code that
+    a notebook hands its `P` to (a memory worker, an experiment) runs with exactly what the notebook has.
+    Called with no name, as a lab's first cell does, it also notes the profile in the run report, if one is
+    being written (`utils.run_report`).
+    """
+    if isinstance(name, Profile):
+        if lab is not None and name.lab != lab:
+            raise ValueError(f"a profile taken for lab {name.lab!r} was passed where lab {lab!r}'s is needed; "
+                             f"take it with get_profile(lab={lab!r})")
+        return name
+    if name is None:
+        profile = get_profile(profile_name(), lab)
+        from utils import run_report  # light; a no-op unless a report is being written
+
+        run_report.note_profile(profile)
+        return profile
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     profile = PROFILES[name]
@@ -267,7 +342,8 @@ def env_overrides(environ: dict | None = None) -> dict[str, Any]:
     lab_keys = {k for entries in LAB_SIZES.values() for sizes in entries.values() for k in sizes}
     unknown = set(overrides) - (_FIELDS - {"name", "lab", "lab_sizes"}) - lab_keys
     if unknown:
-        raise ValueError(f"{OVERRIDES_ENV} names {sorted(unknown)}, which are neither profile fields nor any lab's sizes")
+        raise ValueError(f"{OVERRIDES_ENV} names {sorted(unknown)}, which are neither profile fields nor any lab's sizes; "
+                         f"fields: {sorted(_FIELDS - {'name', 'lab', 'lab_sizes'})}; labs' sizes: {sorted(lab_keys)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
 
 

@@ -7,14 +7,17 @@ added and the prompt holds two `<|begin_of_text|>`), turns end in `<|eot_id|>`, 
 token, and its generation config samples. This module rebuilds those parts exactly and the rest
 at toy size:
 
-- `llama31_tokenizer()`: a byte-level BPE (as Llama 3's) of a few hundred merges learned from the
-  course's shipped data, Llama 3.1's special tokens in Meta's order, its BOS post-processor, and
-  the real chat template (`utils/data/llama-3.1-instruct-chat-template.jinja`, source named in
-  the .md next to it). Cheap enough to build inside a graded notebook cell.
+- `llama31_tokenizer()`: a byte-level BPE of a few hundred merges learned from the course's shipped
+  data, with Llama 3's pre-tokenizer (its split rule, then bytes) and BPE setting (a word found whole
+  in the vocabulary is not merged piece by piece), so llama.cpp's `llama-bpe` pre-tokenizer splits text
+  as it does; Llama 3.1's special tokens in Meta's order, its BOS post-processor, and the real chat
+  template (`utils/data/llama-3.1-instruct-chat-template.jinja`, source named in the .md next to it).
+  Cheap enough to build inside a graded notebook cell.
 - `tiny_llama31(...)`: a randomly initialised `LlamaForCausalLM` with Llama 3.1's configuration
   choices (grouped-query attention, `llama3` rope scaling, untied head, three stop tokens) and
-  4 layers of width 128 (about a million parameters). It learns nothing useful; it runs every code
-  path the 8B model runs.
+  4 layers of width 256 (about 3.6 million parameters), every matrix's rows a multiple of 256 as in
+  the 8B model, so llama.cpp's k-quants (Q4_K, Q6_K) apply to it as they do there. It learns nothing
+  useful; it runs every code path the 8B model runs.
 - `save_tiny_llama31(directory)`: model, tokenizer and generation config as a hub snapshot holds them.
 
 Nothing here is Meta's model or weights.
@@ -36,6 +39,11 @@ SPECIAL_TOKENS = (
 BOS, EOS = "<|begin_of_text|>", "<|eot_id|>"  # the Instruct tokenizer_config's bos_token and eos_token
 STOP_TOKENS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")  # generation_config.json's eos_token_id list
 BPE_VOCAB = 768  # byte alphabet (256) + merges; the special tokens come after
+# Llama 3's split rule (tokenizer.json's pre_tokenizer, the rule llama.cpp implements as `llama-bpe`): contractions,
+# letters with one leading non-letter, numbers in groups of at most three digits, punctuation runs, line breaks, spaces.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+                r"|\s+(?!\S)|\s+")
+LLAMA_CPP_PRE = "llama-bpe"  # llama.cpp's name for that pre-tokenizer (GGUF tokenizer.ggml.pre)
 
 
 def chat_template() -> str:
@@ -51,10 +59,13 @@ def _training_text():
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer_json(vocab_size: int) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok = Tokenizer(models.BPE(ignore_merges=True))  # as Llama 3's tokenizer.json, and llama.cpp for llama-bpe
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_training_text(), trainer=trainer)
@@ -80,10 +91,11 @@ def tiny_llama31_config(tokenizer):
     from transformers import LlamaConfig
 
     return LlamaConfig(
-        # 4 layers of width 128 (MLP 3.5x wide, as Llama's 14336 / 4096): the decoder's linear layers hold most
-        # weights, as in the real model, so 4-bit quantization shrinks the model as it does the 8B and 70B
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=448, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32,  # grouped-query attention, 2 queries per key/value head
+        # 4 layers of width 256, MLP 3x wide (Llama's is 3.5x, 14336 / 4096; 3x keeps its rows a multiple of 256, as
+        # 14336 is, so llama.cpp's k-quants with their 256-weight super-blocks apply): the decoder's linear layers hold
+        # most weights, as in the real model, so 4-bit quantization shrinks the model as it does the 8B and 70B
+        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64,  # grouped-query attention, 2 queries per key/value head
         max_position_embeddings=131072, rms_norm_eps=1e-5, hidden_act="silu", tie_word_embeddings=False,
         rope_theta=500000.0,
         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -116,3 +128,10 @@ def save_tiny_llama31(directory, seed: int = 0) -> None:
     tokenizer.save_pretrained(directory)
     with open(f"{directory}/tiny_llama.json", "w") as f:  # says what this snapshot is, for anyone who finds it
         json.dump({"built_by": "utils.tiny_llama", "not": "Meta's weights", "seed": seed}, f)
+
+
+def vocab_fingerprint(tokenizer) -> str:
+    """sha256 of a tokenizer's vocabulary (special tokens included): tells the toy's tokenizer from any other."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()

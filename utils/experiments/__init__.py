@@ -6,6 +6,8 @@ must also run in a fresh process (`utils.memory`) or be shared with its tests.
     stop_and_resume  Lab 3.1.4  a run stopped at a checkpoint, resumed, and compared
     qlora_run        Lab 3.1.5  architecture specs, 4-bit loading, the measured QLoRA run
     preference       Labs 3.1.7-3.1.9  one preference run (DPO, SimPO via CPO, ORPO, KTO) with TRL's trainers
+    preference_comparison  Labs 3.1.8-3.1.9  a method's run from a fresh model, its SFT-on-chosen control, step timing
+    on_policy        Lab 3.1.7  one on-policy DPO round: SFT start, sampled replies labelled by the checker, DPO
 
 Shared code (`utils.*` outside this package) never imports from here; a new lab's experiment
 goes in a new module here, named for the experiment.

@@ -62,12 +62,12 @@ def imbalanced_kto_rows(rows, undesirable_per_desirable: int):
     return rows.select(sorted(keep)) if hasattr(rows, "select") else [rows[i] for i in sorted(keep)]
 
 
-def train_run(profile: str, method: str, lab: str | None = None, seed: int = 0, steps: int | None = None,
+def train_run(profile, method: str, lab: str | None = None, seed: int = 0, steps: int | None = None,
               undesirable_per_desirable: int = 1, settings: dict | None = None):
     """Train `method` from a fresh course model with the profile's LoRA adapter, in this process: (trainer, training rows).
 
-    profile is a name, taken with `lab`'s sizes. undesirable_per_desirable (KTO only) keeps one desirable
-    row for that many undesirable ones. settings: config fields (beta, ...).
+    profile: the notebook's Profile (or a name, taken with `lab`'s sizes). undesirable_per_desirable (KTO only)
+    keeps one desirable row for that many undesirable ones. settings: config fields (beta, ...).
     """
     P = get_profile(profile, lab=lab)
     steps = P.max_steps if steps is None else steps
@@ -96,7 +96,7 @@ def run_numbers(trainer, method: str, data, seconds: float | None = None) -> dic
     }
 
 
-def train_and_save(profile: str, method: str, adapter_dir: str, lab: str | None = None, seed: int = 0, steps: int | None = None,
+def train_and_save(profile, method: str, adapter_dir: str, lab: str | None = None, seed: int = 0, steps: int | None = None,
                    undesirable_per_desirable: int = 1, settings: dict | None = None) -> dict:
     """`train_run`, then the adapter saved to `adapter_dir`; returns `run_numbers` (the memory target of the labs)."""
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def chosen_as_sft_rows(pairs):
     return Dataset.from_list([{"prompt": pair["prompt"], "completion": pair["chosen"]} for pair in pairs])
 
 
-def sft_on_chosen_run(profile: str, lab: str | None = None, seed: int = 0, steps: int | None = None):
+def sft_on_chosen_run(profile, lab: str | None = None, seed: int = 0, steps: int | None = None):
     """The control for ORPO's NLL term: SFT on the chosen replies of `train_run`'s pairs, at its budget: (trainer, rows).
 
     Same model, adapter, seed (so the same shuffled order of the same pairs), steps, batch size and learning
@@ -141,7 +141,7 @@ def control_numbers(trainer, data) -> dict:
             "step_seconds": step_seconds(trainer), "train_rows": len(data), "history": {"loss": [steps, losses]}}
 
 
-def interleaved_step_seconds(profile: str, runs: dict, rounds: int, lab: str | None = None, seed: int = 0) -> dict[str, list[float]]:
+def interleaved_step_seconds(profile, runs: dict, rounds: int, lab: str | None = None, seed: int = 0) -> dict[str, list[float]]:
     """Forward and backward of one batch per method, the methods taken in turn, `rounds` times: name -> seconds.
 
     runs: name -> (method, settings), as a lab's run table. Whole runs timed one after another also time any

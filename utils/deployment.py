@@ -7,7 +7,8 @@
 - Quantization with llama.cpp's quantizer (`llama_cpp.llama_model_quantize`), in a subprocess so its
   per-tensor log stays out of the notebook and a crash cannot take the kernel down.
 - llama-cpp-python's OpenAI-compatible server on loopback (`serve_gguf`), which `utils.serving` tests.
-- Go's real `text/template` (PyPI `go-template`) to render an Ollama TEMPLATE exactly as Ollama would.
+- Go's real `text/template` (PyPI `go-template`) to render an Ollama TEMPLATE with the engine Ollama uses (on
+  the values `utils.modelfile_check` builds as Ollama's chat endpoint would; Ollama's own build is not run).
 - The `ollama` client for what only Ollama's own API does: upload a GGUF, create and list models.
 """
 

@@ -23,15 +23,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from tools.quant_table import render_markdown
+from utils import run_report
 
 REPO = Path(__file__).resolve().parent.parent
 FORMATS = ("f16", "q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
@@ -64,31 +63,6 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def library_versions() -> dict:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_state() -> dict:
-    """The commit the code ran at, and whether tracked files differed from it ("unknown" without git)."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": "unknown", "dirty": None}
-    if head.returncode != 0:
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
 # ---------------------------------------------------------------- measurements
@@ -287,11 +261,11 @@ def run_bench(profile: str = "cpu", repeats: int = 5, formats=FORMATS, work: Pat
     return {
         "schema": SCHEMA, "command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_time_s": round(time.perf_counter() - started_all, 1),
-        "profile": {k: (list(v) if isinstance(v, tuple) else v) for k, v in P.__dict__.items() if k != "lab_sizes"} | {"lab_sizes": dict(P.lab_sizes)},
+        "profile": P.to_dict(),
         "precision": {"training": "bf16" if use_bf16() else "fp32", "requested": requested_precision(), "hf_model_dtype": dtype},
         "machine": cpu_info() | {"torch_threads": torch.get_num_threads(), "llama_threads": llama_threads(),
                                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_average_1min": load},
-        "libraries": library_versions(), "git": git_state(),
+        "libraries": run_report.library_versions(LIBRARIES), "git": dict(zip(("commit", "dirty"), run_report.git_commit(REPO))),
         "setup": {"model_id": P.model_id, "adapter_steps": steps, "formats": formats, "held_out_n": len(eval_set),
                   "max_new_tokens": P.max_new_tokens, "speed_tokens": speed_tokens, "speed_prompt_tokens": len(speed_ids),
                   "repeats": repeats},

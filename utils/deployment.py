@@ -253,13 +253,20 @@ def serve_gguf(path: str | Path, alias: str, port: int | None = None, n_ctx: int
             time.sleep(0.2)
         yield base_url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()
+
+
+def stop_process(process, grace: float = 10) -> None:
+    """Ask a child process to stop (SIGTERM), and kill it if it has not within `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # ---------------------------------------------------------------- Go templates, as Ollama renders them

@@ -191,12 +191,12 @@ def machine_facts() -> dict[str, Any]:
             "platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version()}
 
 
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the training libraries (read from their metadata, without importing them)."""
+def library_versions(names=LIBRARIES) -> dict[str, str | None]:
+    """Installed versions of `names` (the training libraries by default), read from their metadata without importing them."""
     versions = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
-            versions[name] = metadata.version(name)
+            versions[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions

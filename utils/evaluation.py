@@ -94,21 +94,28 @@ def generate_replies(model, tokenizer, prompts: list[list[dict]], max_new_tokens
     by hand and checks their replies against these; the shared code uses the library, so the student edition
     carries no hand-written answer to that exercise. The caller's tokenizer and model mode are left as they were.
     """
-    import copy
-
     from tqdm.auto import tqdm
-    from transformers import pipeline
 
-    left_padded = copy.copy(tokenizer)  # the pipeline pads with the tokenizer's side; decoder-only models need left
-    left_padded.padding_side = "left"
     settings = {"max_new_tokens": max_new_tokens, "do_sample": False, "return_full_text": False,
                 "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     with in_eval_mode(model):
-        generator = pipeline("text-generation", model=model, tokenizer=left_padded)
+        generator = text_generator(model, tokenizer)
         chunks = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
         outputs = [out for chunk in tqdm(chunks, desc="generating", disable=not progress, leave=False)
                    for out in generator(chunk, batch_size=batch_size, **settings)]
     return [out[0]["generated_text"].strip() for out in outputs]
+
+
+def text_generator(model, tokenizer):
+    """transformers' text-generation pipeline on `model`, padding on the left (decoder-only models continue from the
+    right edge) with a copy of `tokenizer`, so the caller's padding side is left as it was."""
+    import copy
+
+    from transformers import pipeline
+
+    left_padded = copy.copy(tokenizer)
+    left_padded.padding_side = "left"
+    return pipeline("text-generation", model=model, tokenizer=left_padded)
 
 
 @contextlib.contextmanager

@@ -46,23 +46,18 @@ def sample_replies(model, tokenizer, examples: list[CourseExample], samples: int
     By transformers' text-generation pipeline (chat template, left padding, new text only), as the course's
     greedy evaluation does; `batch_size` sequences per generate call.
     """
-    import copy
-
     import torch
-    from transformers import pipeline
 
-    from utils.evaluation import in_eval_mode
+    from utils.evaluation import in_eval_mode, text_generator
 
     if samples < 1:
         raise ValueError(f"samples per prompt must be at least 1, got {samples}")
-    left_padded = copy.copy(tokenizer)
-    left_padded.padding_side = "left"
     settings = {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0,
                 "num_return_sequences": samples, "return_full_text": False,
                 "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     torch.manual_seed(seed)
     with in_eval_mode(model):
-        generator = pipeline("text-generation", model=model, tokenizer=left_padded)
+        generator = text_generator(model, tokenizer)
         groups = generator([ex.prompt() for ex in examples], batch_size=max(1, batch_size // samples), **settings)
     return [[reply["generated_text"].strip() for reply in group] for group in groups]  # one group per prompt, in order
 

@@ -190,7 +190,7 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     # (resume_steps steps, stopped at resume_stop, weights equal within resume_atol), probe questions shown.
     "3.1.4": {
         "all": dict(resume_atol=1e-6, probe=8, shown=6),
-        "grade": dict(memory_steps=0, resume_steps=2, resume_stop=1, probe=4, shown=3),
+        "grade": dict(memory_steps=0, resume_steps=2, resume_stop=1, probe=2, shown=2),
         "cpu": dict(memory_steps=10, resume_steps=12, resume_stop=6),
         "spark": dict(memory_steps=5, resume_steps=10, resume_stop=5, resume_atol=1e-3),  # bf16 kernels on the GPU
     },

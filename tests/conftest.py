@@ -1,13 +1,11 @@
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-# nbgrader and nbclient start `alembic` and Jupyter kernels from PATH: use this interpreter's.
-_bin = str(Path(sys.executable).parent)
-if _bin not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+from tools.paths import venv_on_path
+
+venv_on_path()  # nbgrader and nbclient start `alembic` and Jupyter kernels from PATH: use this interpreter's
 
 import matplotlib
 
@@ -38,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
     deploy = [item for item in items if item.get_closest_marker("deploy")]
     if not deploy or os.environ.get("COURSE_REQUIRE_DEPLOY") == "1":
         return
-    from utils.deployment import DEPLOY_NEEDS, missing_deploy_tools
+    from utils.deploy_tools import DEPLOY_NEEDS, missing_deploy_tools
 
     missing = missing_deploy_tools()
     if missing:

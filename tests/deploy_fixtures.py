@@ -20,7 +20,7 @@ def workdir() -> Path:
 @functools.lru_cache(maxsize=None)
 def course_gguf(outtype: str = "f16") -> Path:
     """The course model (the prepared SmolLM2 folder) converted with llama.cpp's converter."""
-    from utils.deployment import convert_to_gguf
+    from utils.gguf_files import convert_to_gguf
     from utils.models import prepare_smollm2
 
     return convert_to_gguf(prepare_smollm2(), {outtype: workdir() / f"smollm2-{outtype}.gguf"})[outtype]
@@ -28,6 +28,6 @@ def course_gguf(outtype: str = "f16") -> Path:
 
 @functools.lru_cache(maxsize=None)
 def course_q4_k_m() -> Path:
-    from utils.deployment import quantize_gguf
+    from utils.gguf_files import quantize_gguf
 
     return quantize_gguf(course_gguf("f16"), workdir() / "smollm2-Q4_K_M.gguf", "Q4_K_M")

@@ -40,7 +40,7 @@ def llama_server(gguf, alias, *extra, scheme="http", ready=None, startup_timeout
     `ready(base_url)` says whether it answers yet (default: GET /models is 200 without a key)."""
     import httpx
 
-    from utils.deployment import free_port, server_command, stop_process
+    from utils.llama_cpp_engine import free_port, server_command, stop_process
 
     port = free_port()
     base_url = f"{scheme}://127.0.0.1:{port}/v1"

@@ -38,9 +38,9 @@ def test_build_data_check_passes_on_the_shipped_files_and_fails_on_a_stale_one(m
 
     assert build_data.main(["--check"]) == 0
     stale = tmp_path / "data"
-    shutil.copytree(build_data.DATA_DIR, stale)
+    shutil.copytree(build_data.DATA, stale)
     (stale / "lab316_broken_problems.json").write_text("{}\n")
-    monkeypatch.setattr(build_data, "DATA_DIR", stale)
+    monkeypatch.setattr(build_data, "DATA", stale)
     capsys.readouterr()
     assert build_data.main(["--check"]) == 1
     assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("OUT OF DATE")] == [

@@ -1,16 +1,15 @@
 """The documents agree with the code: README's test command is CI's, the roadmap's points are the labs'."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tools.notebook_cells import SOLUTIONS, load, nbgrader_meta
 from tools.grading.course import Course
+from tools.notebook_cells import load, nbgrader_meta
+from tools.paths import REPO, SOLUTIONS
 
 lab_names = Course().lab_names
 
-REPO = Path(__file__).resolve().parent.parent
 ROADMAP = (REPO / "module-3.1" / "README.md").read_text()
 
 

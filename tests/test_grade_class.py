@@ -35,7 +35,7 @@ from tools.grading.output import Output
 from tools.grading.plan import Rules, content_hash, plan
 from tools.grading.report import cell_losses, write_summary
 from tools.grading.sandbox import Limits
-from tools.paths import LABS, REPO, SOLUTIONS
+from tools.paths import LABS, REPO, SOLUTIONS, venv_on_path
 
 LAB = "lab-3.1.6-dataset-preparation"  # the smallest lab to grade (~13 s of CPU under the grade profile)
 
@@ -84,7 +84,7 @@ def graded(lab: str = LAB) -> list[tuple[str, float]]:
 
 
 def plans_for(folder: Path, rules: Rules = Rules()) -> list:
-    return plan(discover(folder, lambda name: gc._lab_or_none(COURSE, name)), COURSE, rules)
+    return plan(discover(folder, COURSE.resolve_lab), COURSE, rules)
 
 
 def test_lab_is_recognised_from_cells_not_file_name():
@@ -499,7 +499,7 @@ def test_bad_and_hostile_submissions_in_one_run(tmp_path):
     bin_dir = Path(sys.executable).parent
     regenerated = subprocess.run([str(bin_dir / "nbgrader"), "generate_feedback", LAB, "--force"], cwd=out / "course",
                                  capture_output=True, text=True, timeout=600,
-                                 env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+                                 env=venv_on_path(dict(os.environ)))
     assert regenerated.returncode == 0, regenerated.stderr[-3000:]
     html = list((out / "course" / "feedback").rglob("*.html"))
     assert len(html) >= 5

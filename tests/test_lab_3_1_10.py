@@ -15,16 +15,14 @@ import pytest
 from deploy_fixtures import course_gguf, course_q4_k_m
 from mistake_table import mistake_table_tests, shortcut
 from tools.notebook_cells import SOLUTIONS, run_cells, run_cells_past_errors
-from utils.deployment import (go_template_unavailable, load_gguf, ollama_host, ollama_unreachable, ollama_values, parse_modelfile,
-                              render_go_template, server_command)
+from utils.llama_cpp_engine import load_gguf
+from utils.ollama_client import ollama_host, ollama_unreachable
 
 pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.10-ollama-integration.ipynb"
 DEFINITIONS = ["gguf_size_report", "check_parity", "modelfile_helpers", "write_modelfile"]
 SMOLLM2_PARAMS = 134_515_008
-GO_REASON = go_template_unavailable()
-needs_go = pytest.mark.skipif(GO_REASON is not None, reason=f"Go's text/template cannot run here: {GO_REASON}")
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +43,6 @@ def base_model():
 
 @functools.lru_cache(maxsize=None)
 def llms():
-    from utils.deployment import load_gguf
-
     return {"f16": load_gguf(course_gguf("f16")), "Q4_K_M": load_gguf(course_q4_k_m())}
 
 
@@ -141,73 +137,6 @@ def test_modelfile_template_renders_the_chat_template(smollm2_tokenizer, chat_fo
             assert expected.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date")
 
 
-@needs_go
-def test_go_engine_is_real_go():
-    """Go semantics a Python imitation would get wrong: trim markers, missing keys, range over a map's slice."""
-    assert render_go_template("a  {{- .X -}}  b", {"X": "1"}) == "a1b"
-    assert render_go_template("{{ range $i, $m := .L }}{{ $i }}={{ $m.V }};{{ end }}", {"L": [{"V": "x"}, {"V": "y"}]}) == "0=x;1=y;"
-    assert render_go_template("{{ .Missing }}", {"X": "1"}) == "<no value>"
-    assert render_go_template("{{ if and (eq 1 1) (ne .R \"system\") }}yes{{ end }}", {"R": "user"}) == "yes"
-    with pytest.raises(ValueError, match="could not render"):
-        render_go_template("{{ if }}", {})
-
-
-def test_ollama_values_follow_ollama():
-    user = [{"role": "user", "content": "q"}]
-    assert ollama_values(user, "") == {"System": "", "Prompt": "", "Response": "", "Messages": [{"Role": "user", "Content": "q"}]}
-    assert ollama_values(user, "S")["Messages"][0] == {"Role": "system", "Content": "S"}  # a non-empty SYSTEM goes in front
-    with_system = [{"role": "system", "content": ""}] + user
-    assert ollama_values(with_system, "S")["Messages"][0]["Content"] == ""  # the conversation's own system turn wins
-    assert ollama_values([{"role": "system", "content": "a"}, {"role": "system", "content": "b"}] + user)["System"] == "a\n\nb"
-
-
-def test_parse_modelfile():
-    text = 'FROM ./m.gguf\n# comment\nTEMPLATE """{{ .Prompt }}\nline two\n"""\nPARAMETER stop "<|im_end|>"\nPARAMETER stop <|im_start|>\n' \
-           'PARAMETER temperature 0\nPARAMETER top_p 0.9\nSYSTEM """Be\nbrief."""\n'
-    spec = parse_modelfile(text)
-    assert spec == {"from": "./m.gguf", "template": "{{ .Prompt }}\nline two\n", "system": "Be\nbrief.",
-                    "parameters": {"stop": ["<|im_end|>", "<|im_start|>"], "temperature": 0, "top_p": 0.9}}
-    with pytest.raises(ValueError, match="Modelfile line 2: TEMPLATE opens"):
-        parse_modelfile('FROM x\nTEMPLATE """never closed\n')
-    with pytest.raises(ValueError, match="line 2: unknown instruction 'TEMPLTE'"):
-        parse_modelfile("FROM x\nTEMPLTE y\n")
-    with pytest.raises(ValueError, match="no FROM"):
-        parse_modelfile('TEMPLATE "x"\n')
-
-
-@pytest.mark.parametrize("value, expected", [
-    (None, "http://127.0.0.1:11434"), ("0.0.0.0", "http://127.0.0.1:11434"), ("localhost:8080", "http://localhost:8080"),
-    ("https://ollama.example:443", "https://ollama.example:443"), ("http://10.1.2.3", "http://10.1.2.3:11434"),
-])
-def test_ollama_host(monkeypatch, value, expected):
-    monkeypatch.delenv("OLLAMA_HOST", raising=False)
-    if value is not None:
-        monkeypatch.setenv("OLLAMA_HOST", value)
-    assert ollama_host() == expected
-
-
-class _RecordedLlama:
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-
-
-def test_llama_cpp_keeps_to_the_kernels_threads(monkeypatch, tmp_path):
-    """Two grading kernels on two cores: llama.cpp must use OMP_NUM_THREADS for prompt processing too.
-
-    llama-cpp-python's default for the batch threads is every core, and llama.cpp's threads spin: with
-    that default two Lab 3.1.10 kernels took 53.9 s per submission instead of 16.3 s (README, Benchmark).
-    """
-    import llama_cpp
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(llama_cpp, "Llama", _RecordedLlama)
-    kwargs = load_gguf(tmp_path / "model.gguf").kwargs
-    assert (kwargs["n_threads"], kwargs["n_threads_batch"]) == (1, 1)
-    command = server_command(tmp_path / "model.gguf", "m", 8080)
-    assert command[command.index("--n_threads") + 1] == command[command.index("--n_threads_batch") + 1] == "1"
-    assert command[command.index("--host") + 1] == "127.0.0.1"
-
-
 # ---------------------------------------------------------------- the ollama client, where a server runs
 
 OLLAMA_REASON = ollama_unreachable()
@@ -220,7 +149,7 @@ def ollama_model(tmp_path_factory):
 
     import ollama
 
-    from utils.deployment import ollama_create_from_modelfile
+    from utils.ollama_client import ollama_create_from_modelfile
     from utils.models import load_tokenizer
     from utils.profiles import SMOLLM2
 
@@ -241,7 +170,6 @@ def test_ollama_create_list_chat(ollama_model):
     import ollama
 
     from utils.course_data import load_split
-    from utils.deployment import load_gguf
 
     name, names = ollama_model
     assert f"{name}:latest" in names or name in names

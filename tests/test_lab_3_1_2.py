@@ -98,7 +98,7 @@ def test_memory_runs_train_with_the_labs_batch_size(monkeypatch, profile):
     """The lab's batch differs from the profile's; its fresh-process memory runs must train that same batch."""
     from types import SimpleNamespace
 
-    from utils import memory_targets
+    from utils.experiments import memory_targets
     from utils.profiles import get_profile
 
     calls = []

@@ -6,7 +6,9 @@ implementation lives in utils). Each MISTAKES entry is a plausible student bug a
 solution's source: the named graded cell must fail on it and pass on the unmodified solution.
 """
 
-import utils  # noqa: F401  (first: silences bitsandbytes' CPU `kernels` warning)
+from utils.quiet import install as quiet_warnings
+
+quiet_warnings()  # first: silences bitsandbytes' CPU `kernels` warning, which importing torch/bitsandbytes would log
 
 import functools
 

@@ -172,10 +172,10 @@ def test_mask_rejects_a_template_that_is_not_prefix_stable(solution):
 
 
 def test_shipped_preference_files_equal_what_the_solution_produces_now():
-    from tools.build_preference_data import DATA_DIR, solution_files
+    from tools.build_preference_data import DATA, solution_files
 
     for name, text in solution_files().items():
-        assert (DATA_DIR / name).read_text(encoding="utf-8") == text, f"utils/data/{name} is stale: run `python -m tools.build_preference_data`"
+        assert (DATA / name).read_text(encoding="utf-8") == text, f"utils/data/{name} is stale: run `python -m tools.build_preference_data`"
 
 
 def test_training_preference_data_never_uses_held_out_wordings():

@@ -18,9 +18,10 @@ import torch
 from trl_reference import tiny_llama
 from mistake_table import mistake_table_tests
 from tools.notebook_cells import SOLUTIONS, run_cells
+from utils.experiments.preference_methods import preference_method
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.7-dpo-training.ipynb"
-DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
+DPO_METRICS = preference_method("dpo").metrics  # what TRL's DPOTrainer logs (tests/unit/test_preference_methods.py checks it)
 
 
 @contextlib.contextmanager
@@ -45,10 +46,8 @@ def solution():
 
 def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1, eval_dataset=None):
     """TRL's DPOTrainer on a tiny model with a LoRA policy whose B starts random (policy != reference)."""
-    import utils  # noqa: F401
     from peft import LoraConfig
 
-    from utils.experiments.preference import preference_config
     from utils.preference_data import course_pairs
     from utils.profiles import get_profile
 
@@ -56,7 +55,7 @@ def _dpo_trainer(tokenizer, n_pairs: int, out: str, beta: float = 0.1, eval_data
 
     P = get_profile("grade").with_(batch_size=n_pairs)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
-    return DPOTrainer(model=tiny_llama(len(tokenizer)), args=preference_config("dpo", P, out, beta=beta),
+    return DPOTrainer(model=tiny_llama(len(tokenizer)), args=preference_method("dpo").config(P, out, beta=beta),
                       train_dataset=course_pairs("train", n_pairs, as_dataset=True), eval_dataset=eval_dataset, processing_class=tokenizer,
                       peft_config=lora)
 
@@ -201,33 +200,31 @@ def test_preference_data_for_training_keeps_the_labels_balanced():
         with_course_system_turn([{"id": "x", "prompt": "a string"}])
 
 
-@pytest.mark.parametrize("method", ["dpo", "cpo", "orpo", "kto"])
+@pytest.mark.parametrize("method", ["dpo", "simpo", "orpo", "kto"])
 @pytest.mark.parametrize("precision, bf16", [("fp32", False), ("bf16", True)])
 def test_every_preference_config_follows_the_course_precision(monkeypatch, tmp_path, method, precision, bf16):
     """TRL's configs default to bf16 and gradient checkpointing; the course's settings must reach each one."""
-    from utils.experiments.preference import preference_config
     from utils.profiles import get_profile
 
     monkeypatch.setenv("COURSE_PRECISION", precision)
     P = get_profile("grade", lab="3.1.7")
-    config = preference_config(method, P, str(tmp_path), beta=0.3)
+    config = preference_method(method).config(P, str(tmp_path), beta=0.3)
     assert config.bf16 is bf16 and config.activation_checkpointing is torch.cuda.is_available()
     assert (config.max_steps, config.per_device_train_batch_size, config.learning_rate, config.beta) == (P.max_steps, P.batch_size, P.learning_rate, 0.3)
     with pytest.raises(ValueError, match="unknown preference method"):
-        preference_config("ppo", P, str(tmp_path))
+        preference_method("ppo")
 
 
 def test_train_preference_runs_logs_and_resumes_like_the_course_trainer(smollm2_tokenizer, tmp_path):
     """Two DPO steps uninterrupted, or stopped at a checkpoint and resumed, end on the same adapter; logs are read back."""
-    import utils  # noqa: F401
     from utils.adapters import adapter_config
-    from utils.experiments.preference import reward_history, run_summary, train_preference, training_data
+    from utils.experiments.preference import reward_history, run_summary, train_preference
     from utils.experiments.stop_and_resume import StopAtStep
     from utils.profiles import get_profile
     from utils.training import metric_history
 
     P = get_profile("grade", lab="3.1.7").with_(max_steps=2, batch_size=2, logging_steps=1)
-    data = training_data("dpo", 8)
+    data = preference_method("dpo").training_data(8)
 
     def run(out, **kwargs):
         return train_preference("dpo", tiny_llama(len(smollm2_tokenizer)), smollm2_tokenizer, data, P, str(out),

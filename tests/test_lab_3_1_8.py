@@ -27,14 +27,15 @@ def solution():
 
 def _trainer(method, tokenizer, model, **settings):
     """TRL's trainer for `method` on six course pairs (two of each kind at least), and its first batch."""
-    from utils.experiments.preference import preference_config, trainer_classes
+    from utils.experiments.preference_methods import preference_method
     from utils.preference_data import course_pairs
     from utils.profiles import get_profile
 
     pairs = course_pairs("train", 6, as_dataset=True)
+    record = preference_method(method)
     with tempfile.TemporaryDirectory() as out:
-        config = preference_config(method, get_profile("grade"), out, per_device_train_batch_size=6, **settings)
-        trainer = trainer_classes(method)[1](model=model, args=config, train_dataset=pairs, processing_class=tokenizer)
+        config = record.config(get_profile("grade"), out, per_device_train_batch_size=6, **settings)
+        trainer = record.trainer_class()(model=model, args=config, train_dataset=pairs, processing_class=tokenizer)
     return trainer, next(iter(trainer.get_train_dataloader()))
 
 
@@ -54,7 +55,7 @@ def _close(ours, theirs, rtol=1e-4):
 @pytest.mark.parametrize("beta, gamma", [(2.0, 1.0), (2.5, 1.375), (10.0, 0.3)])
 def test_solution_simpo_equals_trl_cpo_trainer(solution, smollm2_tokenizer, beta, gamma):
     model = tiny_llama(len(smollm2_tokenizer))
-    trainer, batch = _trainer("cpo", smollm2_tokenizer, model, loss_type="simpo", cpo_alpha=0.0, beta=beta, simpo_gamma=gamma)
+    trainer, batch = _trainer("simpo", smollm2_tokenizer, model, beta=beta, simpo_gamma=gamma)  # the record sets loss_type and cpo_alpha
     assert trainer.cpo_alpha == 0 and trainer.loss_type == "simpo"
     trl_loss, logged = trainer.get_batch_loss_metrics(model, batch)
     trl_grads = grads(model, trl_loss)
@@ -277,10 +278,10 @@ for _k, _v in compare_simpo(simpo_trainer, simpo_batch).items():
 
 def test_sft_control_rows_are_the_pairs_prompts_and_chosen_replies_in_order():
     """The control trains on exactly what ORPO's NLL sees of each pair, the chosen reply, in the same order (same sampler)."""
-    from utils.experiments.preference import training_data
     from utils.experiments.preference_comparison import chosen_as_sft_rows
+    from utils.experiments.preference_methods import preference_method
 
-    pairs = training_data("orpo", 12)
+    pairs = preference_method("orpo").training_data(12)
     rows = chosen_as_sft_rows(pairs)
     assert len(rows) == len(pairs) and rows.column_names == ["prompt", "completion"]
     for row, pair in zip(rows, pairs):

@@ -26,7 +26,7 @@ def solution():
 
 def _kto_trainer(tokenizer, **settings):
     from utils.adapters import adapter_config
-    from utils.experiments.preference import preference_config, trainer_classes
+    from utils.experiments.preference_methods import preference_method
     from utils.preference_data import course_kto_rows
     from utils.profiles import get_profile
 
@@ -34,9 +34,10 @@ def _kto_trainer(tokenizer, **settings):
     P = get_profile("grade")
     rows = course_kto_rows("train", 5, as_dataset=True)
     with tempfile.TemporaryDirectory() as out:
-        config = preference_config("kto", P, out, per_device_train_batch_size=len(rows), **settings)
-        trainer = trainer_classes("kto")[1](model=model, args=config, train_dataset=rows, processing_class=tokenizer,
-                                            peft_config=adapter_config(P))
+        kto = preference_method("kto")
+        config = kto.config(P, out, per_device_train_batch_size=len(rows), **settings)
+        trainer = kto.trainer_class()(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
+                                      peft_config=adapter_config(P))
     torch.manual_seed(1)
     with torch.no_grad():
         for name, param in trainer.model.named_parameters():

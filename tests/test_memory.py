@@ -16,11 +16,11 @@ from utils.memory import (
 )
 
 try:
-    from tests import memory_targets
+    from tests import memory_test_targets
 except ImportError:  # pytest run from elsewhere, with tests/ itself on sys.path
-    import memory_targets
+    import memory_test_targets
 
-REGISTRY = memory_targets.__name__
+REGISTRY = memory_test_targets.__name__
 
 
 def measure(target, kwargs=None, **options):

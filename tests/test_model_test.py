@@ -9,7 +9,7 @@ import pytest
 
 from deploy_fixtures import course_gguf
 from model_test_helpers import assert_one_line_error, model_test, stub_servers
-from utils.deployment import free_port, serve_gguf
+from utils.llama_cpp_engine import free_port, serve_gguf
 from utils.serving import ServerError, course_questions, read_questions, run_model_test
 
 pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
@@ -43,7 +43,7 @@ def test_command_reports_scores_speed_and_files(server, tmp_path):
 
 def test_replies_are_greedy_and_match_llama_cpp_in_process(server):
     """The served replies are the model's own greedy continuation of the course's chat prompt."""
-    from utils.deployment import load_gguf
+    from utils.llama_cpp_engine import load_gguf
     from utils.models import load_tokenizer
     from utils.profiles import SMOLLM2
 

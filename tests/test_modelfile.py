@@ -13,7 +13,7 @@ import pytest
 
 from tools import modelfile as tool
 from utils import go_template_subset as subset
-from utils.deployment import go_template_unavailable, render_go_template
+from utils.go_template_engine import go_template_unavailable, render_go_template
 from utils.modelfile_check import (CONVERSATIONS, ENGINE_ENV, NotAChatFormat, chat_markers, check_modelfile, first_difference,
                                    merged, ollama_values)
 
@@ -97,6 +97,8 @@ def test_ollama_merges_consecutive_messages_of_one_role():
     values = ollama_values([{"role": "system", "content": "s1"}, {"role": "system", "content": "s2"}] + user, "ignored")
     assert values["System"] == "s1\n\ns2" and [m["Role"] for m in values["Messages"]] == ["system", "user", "assistant"]
     assert ollama_values(user, "S")["Messages"][0] == {"Role": "system", "Content": "S"}
+    own = ollama_values([{"role": "system", "content": ""}] + user, "S")  # the conversation's own (empty) system turn wins
+    assert own["System"] == "" and own["Messages"][0] == {"Role": "system", "Content": ""}
 
 
 def test_first_difference():

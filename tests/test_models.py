@@ -2,15 +2,13 @@ import importlib.util
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from utils import models
+from utils.course_paths import REPO
 from utils.memory import model_footprint_bytes
 from utils.profiles import SMOLLM2
-
-REPO = Path(__file__).resolve().parent.parent
 SMOLLM2_PARAMETERS = 134_515_008  # embedding and output layer tied: counted once
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tools.nbgrader_root import config_text, make_course_root
+from tools.notebook_cells import nbgrader_meta
 from tools.paths import COURSE_ID, SOLUTIONS
 
 LAB = "lab-3.1.6-dataset-preparation"
@@ -33,15 +34,11 @@ HALF_DONE = ('SHAREGPT_ROLES = {"system": "system", "human": "user", "gpt": "ass
 GOOD_FEEDBACK = "[GetGrades, CSSHTMLHeaderPreprocessor, RedactHiddenTestErrors, ClearHiddenTests]"
 
 
-def grade_meta(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def graded_cells(nb: dict) -> tuple[dict[str, float], list[str]]:
     """({grade_id: points} of autograded test cells, [grade_id of written answers graded by hand])."""
     auto, manual = {}, []
     for cell in nb["cells"]:
-        meta = grade_meta(cell)
+        meta = nbgrader_meta(cell)
         if meta.get("grade"):
             if meta.get("solution") or cell["cell_type"] != "code":
                 manual.append(meta["grade_id"])

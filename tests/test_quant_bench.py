@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tools.paths import REPO
 from tools.quant_table import render_markdown
 from utils.decode_speed import Spread, measure, paired_ratio, speed_ratios
 
-REPO = Path(__file__).resolve().parent.parent
 REPORTS = sorted((REPO / "module-3.1" / "results").glob("*/quantization-*.json"))
 FORMATS = ("f16", "q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 

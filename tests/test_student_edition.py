@@ -22,9 +22,8 @@ import pytest
 
 from tools import edition_leaks
 from tools.student_edition import ENTRY_MODULES, build, import_closure, is_junk, module_file
+from tools.paths import REPO
 from tools.without_compiler import COMMANDS_TO_CHECK, compiler_free_path, environ_without_compiler, is_hidden
-
-REPO = Path(__file__).resolve().parent.parent
 TOP_LEVEL = {"labs", "utils", "tools", "tests", "module-3.1", "README.md", "Makefile", "PREREQUISITES.md",
              "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "setup.mk"}
 

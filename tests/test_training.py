@@ -18,7 +18,6 @@ def _tiny_llama(vocab_size: int):
 
 def test_course_trainer_loss_and_gradients_equal_trl_default(smollm2_tokenizer):
     """Same batch, same weights: the plain loss equals TRL's fused-head loss, and so do the gradients."""
-    import utils  # noqa: F401
     from trl import SFTTrainer
 
     from utils.profiles import get_profile

@@ -183,7 +183,6 @@ def lora_model(kind: str, profile):
 def run(fast: bool = False) -> Report:
     import torch
 
-    import utils  # noqa: F401  (quiets bitsandbytes' kernels warning before TRL imports it)
     from utils.device import describe, use_bf16
     from utils.models import load_base
     from utils.profiles import get_profile

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from tools.generated_files import main_for
+from tools.paths import DATA
 from utils.course_data import SPLITS, CourseExample, generate_split, render_jsonl
 from utils.raw_formats import ALPACA_INSTRUCTION, BROKEN_FILE, CLERK_PROMPT, PROBLEMS_FILE, SAMPLE_FILES
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "utils" / "data"
-
 
 def course_examples() -> list[CourseExample]:
     """All 400 course examples: train, then validation, then test."""
@@ -153,7 +150,7 @@ def expected_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return main_for(__doc__, expected_files, DATA_DIR, argv)
+    return main_for(__doc__, expected_files, DATA, argv)
 
 
 if __name__ == "__main__":

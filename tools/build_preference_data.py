@@ -11,15 +11,14 @@ the same call the notebook makes. Run it after changing that solution cell.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tools.generated_files import main_for
-from tools.notebook_cells import SOLUTIONS, run_cells
+from tools.notebook_cells import run_cells
+from tools.paths import DATA, SOLUTIONS
 from utils.course_data import render_jsonl
 from utils.preference_data import build_files
 
 NOTEBOOK = SOLUTIONS / "lab-3.1.6-dataset-preparation.ipynb"
-DATA_DIR = Path(__file__).resolve().parent.parent / "utils" / "data"
 
 
 def solution_files() -> dict[str, str]:
@@ -30,7 +29,7 @@ def solution_files() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return main_for(__doc__, solution_files, DATA_DIR, argv)
+    return main_for(__doc__, solution_files, DATA, argv)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.notebook_cells import cells, load, nbgrader_meta, source_text
+
 MIN_LENGTH = 16
 # Generic lines that also occur in shipped course code, judged to give no answer away. Keep this short: each
 # entry hides that line everywhere, and a test fails on an entry that no longer matches a secret line.
@@ -78,10 +80,6 @@ class Leak:
         return f"{self.file}: {self.kind} of {self.lab} (cell {self.cell}): {self.line!r}"
 
 
-def _source(cell: dict) -> str:
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
 def _regions(text: str, begin: str, end: str) -> list[str]:
     """Lines strictly between a line containing `begin` and the next line containing `end` (nbgrader's rule)."""
     lines, inside = [], False
@@ -97,20 +95,20 @@ def _regions(text: str, begin: str, end: str) -> list[str]:
 
 def release_text(release: Path) -> str:
     """Every cell's source of a release notebook, joined: what that notebook shows a student."""
-    return "\n".join(_source(c) for c in json.loads(Path(release).read_text(encoding="utf-8"))["cells"])
+    return "\n".join(source_text(c) for c in cells(load(release)))
 
 
 def lab_secrets(solution: Path, release: Path, shown_elsewhere: str = "", common: dict | None = None) -> list[Secret]:
     """The non-trivial secret lines of one lab (see the module docstring); `shown_elsewhere`: the other releases."""
     lab = solution.stem
-    solution_nb = json.loads(Path(solution).read_text(encoding="utf-8"))
+    solution_nb = load(solution)
     shown = release_text(release) + "\n" + shown_elsewhere
     common = COMMON_LINES if common is None else common
     found: dict[tuple[str, str], Secret] = {}
-    for cell in solution_nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+    for cell in cells(solution_nb):
+        meta = nbgrader_meta(cell)
         name = meta.get("grade_id") or cell.get("id", "?")
-        text = _source(cell)
+        text = source_text(cell)
         candidates = [("hidden test", line) for line in _regions(text, *HIDDEN)]
         if cell["cell_type"] == "markdown" and meta.get("solution"):
             candidates += [("written answer", line) for line in text.splitlines()]

@@ -18,12 +18,13 @@ from pathlib import Path
 from tools.generated_files import argument_parser, update
 from tools.grading.course import Course
 from tools.grading.engine import generate
+from tools.notebook_cells import load
 from tools.paths import LABS
 
 
 def normalised(path: Path) -> str:
     """Notebook JSON in a stable form, so 'in sync' compares content, not formatting."""
-    return json.dumps(json.loads(path.read_text()), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(load(path), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def generate_student_version(lab: str, workdir: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tools.paths import REPO
 
 
 def argument_parser(doc: str) -> argparse.ArgumentParser:

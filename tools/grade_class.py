@@ -21,13 +21,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tools.grading.course import Course
-from tools.grading.discovery import PRESETS, discover, parse_due
+from tools.grading.discovery import discover
+from tools.grading.due_dates import parse_due
 from tools.grading.engine import STATUSES
 from tools.grading.output import Output
 from tools.grading.plan import Rules, plan
 from tools.grading.pool import default_workers, run_jobs
 from tools.grading.report import write_summary
 from tools.grading.sandbox import Limits, describe, probe
+from tools.grading.submission_names import PRESETS
 
 DEFAULT_OUT = Path("grading")
 
@@ -40,7 +42,7 @@ def grade_class(submissions: Path, out: Path, course: Course = Course(), rules: 
     course = Course(Path(course.root).resolve())
     output = Output(out, course)
     with tempfile.TemporaryDirectory(prefix="grade-class-unzip-") as unzip:
-        found = discover(Path(submissions), lambda name: _lab_or_none(course, name), id_pattern=id_pattern, workdir=Path(unzip))
+        found = discover(Path(submissions), course.resolve_lab, id_pattern=id_pattern, workdir=Path(unzip))
         plans = plan(found, course, rules)
     labs = sorted({p.lab for p in plans if p.lab})
     output.prepare(labs, {lab: (rules.due_for(lab).isoformat() if rules.due_for(lab) else None) for lab in labs})
@@ -72,13 +74,6 @@ def grade_class(submissions: Path, out: Path, course: Course = Course(), rules: 
     output.write_csv(rows)
     write_summary(output.root, rows, describe(isolation))
     return results
-
-
-def _lab_or_none(course: Course, name: str) -> str | None:
-    try:
-        return course.resolve_lab(name)
-    except ValueError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.submissions.exists():
         parser.error(f"{args.submissions}: no such folder or zip file")
     try:
-        due = parse_due(args.due, course.lab_names(), lambda name: _lab_or_none(course, name))
+        due = parse_due(args.due, course.lab_names(), course.resolve_lab)
     except ValueError as err:
         parser.error(str(err))
     rules = Rules(limits, tuple((lab, when.isoformat()) for lab, when in due.items()), args.late_penalty)

@@ -92,7 +92,7 @@ def _reference(args, questions):
 
 
 def _create_on_ollama(args):
-    from utils.deployment import ollama_create_from_modelfile
+    from utils.ollama_client import ollama_create_from_modelfile
     from utils.serving import ServerError
 
     host = args.base_url.rstrip("/").removesuffix("/v1")

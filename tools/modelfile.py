@@ -95,7 +95,7 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from utils import go_template_subset as subset
-    from utils.deployment import parse_modelfile
+    from utils.modelfile_parse import parse_modelfile
     from utils.modelfile_check import SAME_ROLE_NOTE, NotAChatFormat, chat_markers, check_modelfile, trims_contents
 
     if not (args.model_dir / "tokenizer_config.json").is_file():

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 from tools.grading.course import Course
-from tools.grading.sandbox import Limits
+from tools.headless import GRADING_CELL_TIMEOUT
 from tools.paths import COURSE_ID, REPO
 
-DEFAULT_CELL_TIMEOUT = Limits().cell_timeout  # the class grader's, so both grade alike
+DEFAULT_CELL_TIMEOUT = GRADING_CELL_TIMEOUT  # the class grader's (its Limits' default), so both grade alike
 
 CONFIG_NAME = "nbgrader_config.py"
 

@@ -1,6 +1,11 @@
-"""Run individual cells of a solution notebook, found by nbgrader grade_id.
+"""The one reader of notebook JSON in tools/, and individual cells of a solution notebook run by nbgrader grade_id.
 
-Tests that check an implementation against a library, or that check a hidden test catches a
+Reading (`load`, `cells`, `source_text`, `nbgrader_meta`) takes a notebook as it is, committed or submitted in any
+shape a platform may hand over: a cell that is not an object is skipped, a missing or odd `metadata`, `nbgrader`
+or `source` reads as empty, and a source stored as a list of lines is joined. The grader, the student edition and
+its leak check, and the tests all read notebooks through it.
+
+Running: tests that check an implementation against a library, or that check a hidden test catches a
 mistake, execute the notebook's own solution code: no reference implementation lives in
 `utils`, where students could import it. `tools.build_preference_data` uses it the same way to
 rebuild Lab 3.1.6's shipped data from the solution.
@@ -11,25 +16,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SOLUTIONS = REPO / "solutions"
-LABS = REPO / "labs"
+from tools.paths import LABS, SOLUTIONS  # noqa: F401 (the folders its callers read notebooks from)
 
 
 def load(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A notebook file's JSON (no validation: `tools.grading.plan` validates what students submit)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def cells(nb: dict) -> list[dict]:
+    """The notebook's cells that are objects (a damaged submission may hold anything)."""
+    return [c for c in nb.get("cells", []) if isinstance(c, dict)]
+
+
+def source_text(cell: dict) -> str:
+    """A cell's source as one string, whether stored as a string or a list of lines."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
 
 
 def nbgrader_meta(cell: dict) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
+    """The cell's nbgrader metadata (grade_id, points, solution, locked...), or {} when it has none or it is not an object."""
+    meta = cell.get("metadata", {})
+    nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
+    return nbg if isinstance(nbg, dict) else {}
 
 
 def cell_sources(path: Path) -> dict[str, str]:
     """grade_id -> source for every nbgrader cell, and cell id -> source for the other code cells."""
     out, others = {}, {}
-    for cell in load(path)["cells"]:
+    for cell in cells(load(path)):
         grade_id = nbgrader_meta(cell).get("grade_id")
-        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        text = source_text(cell)
         if grade_id:
             out[grade_id] = text
         elif cell["cell_type"] == "code" and cell.get("id"):

@@ -1,4 +1,5 @@
-"""Where things are in a checkout of the course: the one place repository paths are computed.
+"""The tools' view of a checkout: the repository's folders (computed once, in utils.course_paths), the nbgrader
+course id, and this interpreter's bin folder on a PATH (the one place that is done).
 
 A student edition (tools.student_edition) has the same layout without `solutions/`.
 """
@@ -7,17 +8,25 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SOLUTIONS = REPO / "solutions"  # the nbgrader source (instructor repository only)
-LABS = REPO / "labs"  # the student release, generated from solutions/
-RUNS = REPO / "runs"  # executed copies and run reports (git-ignored)
+from utils.course_paths import CONFIGS, DATA, LABS, REPO, RUNS, SOLUTIONS
+
+__all__ = ["CONFIGS", "COURSE_ID", "DATA", "LABS", "REPO", "RUNS", "SOLUTIONS", "venv_on_path"]
+
 COURSE_ID = "module-3.1"
 
 
-def venv_on_path() -> None:
-    """nbgrader and nbclient start `alembic` and Jupyter kernels as subprocesses found on PATH: use this interpreter's."""
+def venv_on_path(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Put this interpreter's bin folder first on `env`'s PATH (default: this process's environment), once; return `env`.
+
+    nbgrader and nbclient start `alembic` and Jupyter kernels as subprocesses found on PATH: they must be this
+    venv's, also when the command was started as `.venv/bin/python -m ...` without activating the venv. A kernel's
+    own environment (tools.headless) gets it in its copy; the grading engine and the test suite in their process's.
+    """
+    env = os.environ if env is None else env
     bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    if bin_dir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "") if env.get("PATH") else bin_dir
+    return env

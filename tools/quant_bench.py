@@ -6,7 +6,7 @@
 
 The model is what Lab 3.1.10 deploys: SmolLM2 with the course LoRA adapter trained by the lab's recipe
 (`train_sft`, the profile's steps) and merged. llama.cpp's converter writes f16 and q8_0 (as the lab does),
-llama.cpp's quantizer the k-quants from the f16 file (`utils.deployment`). For each file: size and bits per
+llama.cpp's quantizer the k-quants from the f16 file (`utils.gguf_files`). For each file: size and bits per
 weight (tensors only), last-token logits against the Hugging Face model on every held-out prompt (relative
 error; top-1 agreement), held-out fact accuracy and format validity (greedy, with n), and decoding speed
 with repeats. Speed is split into the engine ratio (llama.cpp f16 vs transformers fp32) and the quantization
@@ -29,10 +29,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tools.paths import REPO
 from tools.quant_table import render_markdown
 from utils import run_report
 
-REPO = Path(__file__).resolve().parent.parent
 FORMATS = ("f16", "q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 CONVERTER_TYPES = ("f16", "q8_0")  # written by llama.cpp's converter, as Lab 3.1.10 does; the rest by its quantizer
 LIBRARIES = ("torch", "transformers", "peft", "trl", "llama_cpp_python", "gguf", "numpy")
@@ -153,7 +153,9 @@ def run_bench(profile: str = "cpu", repeats: int = 5, formats=FORMATS, work: Pat
 
     from utils.course_data import load_split
     from utils.decode_speed import Spread, hf_decode_speed, llama_decode_speed, measure, speed_ratios
-    from utils.deployment import convert_to_gguf, gguf_tensors, llama_threads, load_gguf, quantize_gguf
+    from utils.deploy_tools import llama_threads
+    from utils.gguf_files import convert_to_gguf, gguf_tensors, quantize_gguf
+    from utils.llama_cpp_engine import load_gguf
     from utils.device import requested_precision, use_bf16
     from utils.evaluation import evaluate, score_replies
     from utils.profiles import get_profile
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         formats = checked_formats([f.strip() for f in args.formats.split(",") if f.strip()])
     except ValueError as err:
         parser.error(str(err))
-    from utils.deployment import missing_deploy_tools
+    from utils.deploy_tools import missing_deploy_tools
 
     missing = missing_deploy_tools()
     if missing:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import tempfile
 import time
 
-import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
 from utils.adapters import adapter_config
 from utils.course_data import load_split
 from utils.device import describe

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools import headless
 from tools.grading.course import Course
 from tools.paths import REPO, RUNS
 from utils import run_report
@@ -40,12 +41,7 @@ def lab_id(notebook: Path) -> str | None:
 
 def kernel_environment(profile: str, figures_file: Path, base: dict | None = None) -> dict[str, str]:
     """The kernel's environment: this one, the chosen profile, this interpreter's bin first on PATH, the figures file."""
-    env = dict(os.environ if base is None else base)
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in env.get("PATH", "").split(os.pathsep):  # nbclient starts the kernel found on PATH
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env[PROFILE_ENV] = profile
-    env[run_report.REPORT_ENV] = str(figures_file)
+    env = headless.kernel_environment({PROFILE_ENV: profile, run_report.REPORT_ENV: str(figures_file)}, base)
     chosen = profile_name(env, cuda_available=False)
     if chosen != profile:  # NBGRADER_EXECUTION set in this shell: the kernel would run `grade` whatever was asked
         raise SystemExit(f"run_lab: profile {profile!r} was asked for, but this environment makes labs run {chosen!r} "
@@ -54,19 +50,8 @@ def kernel_environment(profile: str, figures_file: Path, base: dict | None = Non
 
 
 def run(notebook: Path, env: dict[str, str], output: Path, cell_timeout: int) -> float:
-    """Execute `notebook` in a kernel started with `env`; write the executed copy to `output`; return the seconds."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(notebook, as_version=4)
-    started = time.perf_counter()
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
-    try:
-        client.execute(env=env)
-    finally:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, output)
-    return time.perf_counter() - started
+    """Execute `notebook` beside itself in a kernel started with `env`; write the executed copy to `output`; return the seconds."""
+    return headless.execute(notebook, output, env, notebook.parent, cell_timeout)
 
 
 def run_with_report(notebook: Path, name: str, output: Path, report_path: Path, cell_timeout: int) -> tuple[float, dict]:
@@ -107,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("lab", help="lab number or name, e.g. 3.1.1, or 'all'")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="default: the course's rule (COURSE_PROFILE, else spark with CUDA, else cpu)")
     parser.add_argument("--labs", action="store_true", help="run the student version from labs/ (always, in a student edition)")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=headless.LAB_CELL_TIMEOUT, help="seconds per cell")
     parser.add_argument("--budget", type=float, help="fail (exit 1) if a lab takes longer than this many seconds, kernel start included")
     parser.add_argument("--report", type=Path, help="where to write the run report (one lab only); default: next to the executed copy")
     args = parser.parse_args(argv)

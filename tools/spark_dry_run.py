@@ -26,19 +26,17 @@ pre-tokenizer the toy copies; every other tokenizer goes through the converter's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from tools import headless
 from tools.grading.course import Course
-from tools.paths import REPO, SOLUTIONS, venv_on_path
-from utils.deployment import GGUF_VENV_ENV
+from tools.paths import REPO, RUNS, SOLUTIONS
+from utils.deploy_tools import GGUF_VENV_ENV
 from utils.profiles import LLAMA_8B, LLAMA_70B, OVERRIDES_ENV, PROFILE_ENV
 
 DRY_RUN_LABS = ("3.1.1", "3.1.2", "3.1.3", "3.1.4", "3.1.5", "3.1.6", "3.1.7", "3.1.8", "3.1.9", "3.1.10")
@@ -129,7 +127,7 @@ def converter_shim(cache: Path) -> Path | None:
 
     None where llama.cpp's converter is not installed (`make deploy-setup`): Lab 3.1.10's setup cell then says so.
     """
-    from utils.deployment import converter_path
+    from utils.deploy_tools import converter_path
     from utils.tiny_llama import LLAMA_CPP_PRE, llama31_tokenizer, vocab_fingerprint
 
     try:
@@ -158,46 +156,22 @@ def environment(cache: Path) -> dict[str, str]:
     return values
 
 
-@contextlib.contextmanager
-def patched_environ(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def describe_skips() -> str:
     return "spark dry run skips:\n" + "\n".join(f"  - {what}: {why}" for what, why in SKIPPED.items())
 
 
-def run_lab(lab: str, cache: Path, output_dir: Path, cell_timeout: int = 600) -> float:
+def run_lab(lab: str, cache: Path, output_dir: Path, cell_timeout: int = headless.DRY_RUN_CELL_TIMEOUT) -> float:
     """Execute one solution notebook under the spark profile on the tiny Llama; return the seconds it took.
 
     The notebook runs in `output_dir` (its outputs/ directory lands there) and the executed copy is
-    written there too, also when a cell fails.
+    written there too, also when a cell fails. The dry run's settings (`environment`) are the kernel's
+    only: this process's os.environ is left as it was.
     """
-    import nbformat
-    from nbclient import NotebookClient
-
-    venv_on_path()
     notebook = SOLUTIONS / f"{Course().resolve_lab(lab)}.ipynb"
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(notebook, as_version=4)
-    started = time.perf_counter()
-    with patched_environ(environment(cache)):
-        client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(output_dir)}})
-        try:
-            client.execute()
-        finally:
-            nbformat.write(nb, output_dir / notebook.name)
-    return time.perf_counter() - started
+    env = headless.kernel_environment(environment(cache))
+    return headless.execute(notebook, output_dir / notebook.name, env, output_dir, cell_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("labs", nargs="*", default=list(DRY_RUN_LABS), help="lab numbers (default: 3.1.1-3.1.10)")
     args = parser.parse_args(argv)
     print(describe_skips(), flush=True)
-    output_dir = REPO / "runs" / "spark-dry-run"
+    output_dir = RUNS / "spark-dry-run"
     with tempfile.TemporaryDirectory(prefix="spark-dry-run-hub-") as cache:
         install_hub_cache(Path(cache))
         for lab in args.labs:

@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import re
 import shutil
 import stat
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools import edition_leaks
-
-REPO = Path(__file__).resolve().parent.parent
+from tools.notebook_cells import cells, load, source_text
+from tools.paths import REPO
+from utils.staged_dir import staged_directory
 ENTRY_MODULES = ("tools.quickstart", "tools.run_lab", "tools.self_check", "tools.model_test", "tools.bench")
 COPIED_FILES = ("PREREQUISITES.md", "QUICKSTART.md", "LAB_PREP.md", "pyproject.toml", "setup.mk", "module-3.1/README.md",
                 "tools/install_torch.py")
@@ -109,12 +108,10 @@ def imported_tools(source: str, filename: str, module: str = "", is_package: boo
 def _code_of_notebook(path: Path) -> str:
     """The code cells of a notebook as one Python source. An IPython magic or shell line (`!python -m tools.x`)
     becomes the string constants of the tools modules it names, so they count as references too."""
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     lines = []
-    for cell in cells:
+    for cell in cells(load(path)):
         if cell["cell_type"] == "code":
-            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            for line in source.splitlines():
+            for line in source_text(cell).splitlines():
                 if line.lstrip().startswith(("%", "!")):
                     line = "; ".join(repr(m.group(0)) for m in re.finditer(r"\btools(?:\.[A-Za-z_]\w*)+", line))
                 lines.append(line)
@@ -233,9 +230,7 @@ def build(out: Path, make_zip: bool = False, force: bool = False, check: bool = 
     result = plan(repo)
     if result.problems:
         raise RuntimeError("the edition's tools would not import:\n  " + "\n  ".join(result.problems))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_directory(out) as staging:
         os.chmod(staging, 0o777 & ~_umask())
         for source, relative in result.files:
             target = staging / relative
@@ -249,12 +244,6 @@ def build(out: Path, make_zip: bool = False, force: bool = False, check: bool = 
             if leaks:
                 raise LeakError(f"the edition would hand out {len(leaks)} answer line(s); nothing was written:\n"
                                 + edition_leaks.report(leaks))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     if make_zip:
         write_zip(out, out.with_name(out.name + ".zip"))
     return result

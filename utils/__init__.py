@@ -7,6 +7,9 @@ How a lab flows, and which module does each step (import from the submodules, e.
 
     profiles.py          every setting, once: cpu, and grade/spark as differences from it; each
                          lab's own sizes (LAB_SIZES) as differences from the profile
+    course_paths.py      where the checkout's folders are (repository, solutions, labs, runs, data, configs):
+                         the one place they are computed (tools.paths builds on it)
+    staged_dir.py        build a directory beside its place and swap it in whole (prepared model, edition)
     run_report.py        a run's JSON report: the resolved profile, machine, versions, commit, and the
                          figures a lab records by name (record / record_eval)
     device.py            what the machine can do (CUDA, native bf16) and the precision switch
@@ -23,10 +26,16 @@ How a lab flows, and which module does each step (import from the submodules, e.
     paired_stats.py      exact McNemar / sign test on paired before-after outcomes, and the verdict sentence
     grading.py           the hidden tests' shortcut guard (`out_of_reach`): library answers blocked while
                          a student's function runs
-    deployment.py        Lab 3.1.10's path to llama.cpp and Ollama: GGUF conversion (in its own venv),
-                         quantization, llama.cpp's server, Go templates, Modelfiles, the ollama client
+    Lab 3.1.10's path to llama.cpp and Ollama, one job a module:
+    deploy_tools.py      which of its tools are missing, where the GGUF converter's venv is, llama.cpp's threads
+    gguf_files.py        GGUF conversion (llama.cpp's converter, in its own venv), quantization, a file's tensors
+    llama_cpp_engine.py  llama.cpp running a GGUF: in this process, or as the OpenAI-compatible server
+    go_template_engine.py  Go's own text/template (go-template), where it loads
     go_template_parse.py, go_template_subset.py
                          the subset of Go's text/template that Ollama Modelfiles use (where Go's is missing)
+    modelfile_parse.py   a Modelfile read into FROM, TEMPLATE, SYSTEM and PARAMETERs
+    ollama_client.py     an Ollama server: its address, creating a model from a Modelfile
+    service_errors.py    ServerError, the one-line error of a server, shared by the builder and the tester
     modelfile_check.py   an Ollama Modelfile's TEMPLATE rendered as Ollama would feed it, against the
                          tokenizer's chat template (tools.modelfile)
     serving.py           a served model tested over the OpenAI-compatible chat API (tools.model_test),
@@ -34,7 +43,7 @@ How a lab flows, and which module does each step (import from the submodules, e.
     model_report.py      and its report, gates and JUnit output
     decode_speed.py      decode tokens/s of transformers and llama.cpp, interleaved, with repeats
     memory.py            peak memory measured in a fresh process (memory_worker.py), of the targets
-                         registered in memory_targets.py, whose docstring carries the import rule
+                         registered in experiments/memory_targets.py, whose docstring carries the import rule
     plotting.py          the plots labs share
     seeding.py, quiet.py repeatable runs; one harmless warning silenced
     tiny_llama.py        a toy Llama 3.1 (its special tokens, real chat template, architecture choices):
@@ -42,13 +51,13 @@ How a lab flows, and which module does each step (import from the submodules, e.
 
     experiments/         one lab's experiment per module (LoRA vs DoRA, NEFTune losses,
                          stop-and-resume, the QLoRA run; a preference run shared by Labs 3.1.7-3.1.9;
-                         the on-policy DPO round of Lab 3.1.7):
-                         shared code never imports from here
+                         the on-policy DPO round of Lab 3.1.7) and the registry of what memory.py
+                         measures: shared code never imports from here
 
 Where a new lab's code goes: what the student writes stays in the notebook (never here, where it
 could be imported); its sizes go in `profiles.LAB_SIZES`; an experiment that must also run in a
 fresh process or be shared with tests goes in `experiments/<experiment>.py`, registered in
-`memory_targets.py` if its memory is measured. Commands and data generators live in `tools/`.
+`experiments/memory_targets.py` if its memory is measured. Commands and data generators live in `tools/`.
 
 Importing the package only quiets one harmless warning (see `utils.quiet`).
 """

@@ -50,10 +50,11 @@ def format_valid(reply: str, example: CourseExample) -> bool:
 
 @dataclass
 class EvalResult:
-    """Held-out scores plus every (question, reply) so a lab can show what changed."""
+    """A model scored on questions: held-out scores plus every (question, reply) row, so a lab can show what
+    changed. The served-model test's report (utils.model_report.ModelTestReport) is one of these with more fields."""
 
-    fact_accuracy: float
-    format_validity: float
+    fact_accuracy: float | None
+    format_validity: float | None
     rows: list[dict] = field(default_factory=list)
 
     @property

@@ -10,7 +10,8 @@ started from a notebook that once held 2 GiB reports a 2 GiB peak before doing a
 worker therefore reads the kernel's high-water mark of its own address space (VmHWM in
 /proc/self/status), which starts fresh at exec, and only falls back to ru_maxrss elsewhere.
 
-What can be measured is listed, by name, in one registry (`utils.memory_targets`), whose
+What can be measured is listed, by name, in one registry (`utils.experiments.memory_targets`, imported
+only by the worker, by name, so this module never imports an experiment), whose
 docstring carries the two habits that make targets honest: heavy libraries imported at its top,
 so they land in the baseline rather than the delta, and the model run at least once inside the
 target, because safetensors are memory-mapped and a model that was only loaded has not paged
@@ -24,9 +25,9 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from utils.course_paths import REPO
 from utils.memory_worker import REPORT_MARKER, encode_profile  # the worker's result line; a Profile across the pipe
 
 MiB = 2**20
@@ -36,7 +37,7 @@ UNITS_NOTE = (
     "(binary: what this course prints). The 134.5M-parameter SmolLM2 in float32 is 538 MB = 513 MiB."
 )
 WORKER_MODULE = "utils.memory_worker"
-COURSE_TARGETS = "utils.memory_targets"
+COURSE_TARGETS = "utils.experiments.memory_targets"  # imported by the worker, by name
 
 
 def logits_bytes(tokens: int, vocab: int, act_bytes: int) -> int:
@@ -82,7 +83,7 @@ def format_bytes(n: float) -> str:
 
 def _worker_pythonpath() -> str:
     """The parent's sys.path, so any target importable here is importable in the worker."""
-    entries = [str(Path(__file__).resolve().parent.parent)]  # the directory holding `utils`
+    entries = [str(REPO)]  # the directory holding `utils`
     entries += [os.getcwd() if p == "" else p for p in sys.path]
     entries += os.environ.get("PYTHONPATH", "").split(os.pathsep)
     seen: set[str] = set()
@@ -101,7 +102,7 @@ def _tail(text: str, lines: int = 40) -> str:
 def measure_peak_memory(target: str, kwargs: dict | None = None, timeout: float = 1800, registry: str = COURSE_TARGETS) -> MemoryReport:
     """Call the registered `target` with `kwargs` in a fresh process; report its memory.
 
-    `target` is a name in the registry's TARGETS (the course's: `utils.memory_targets`). kwargs
+    `target` is a name in the registry's TARGETS (the course's: `utils.experiments.memory_targets`). kwargs
     must be JSON-serialisable (they cross a process boundary), except that a Profile may be passed
     as is: send the notebook's `P` itself, not `P.name`, so the worker runs with every change the
     notebook made (`P.with_(...)`) instead of resolving the profile again. What the target prints to

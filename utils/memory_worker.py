@@ -2,7 +2,7 @@
 
 Reads {"registry": "package.module", "target": name, "kwargs": {...}} as JSON on stdin (a Profile among the
 kwargs arrives as every one of its fields and is rebuilt here, see `encode_profile`), imports the
-registry (its imports count in the baseline; the course's is `utils.memory_targets`), looks the
+registry (its imports count in the baseline; the course's is `utils.experiments.memory_targets`), looks the
 target up in its TARGETS dict, records the peak resident memory, calls the function,
 records the peak again, and prints one JSON line prefixed with REPORT_MARKER. On failure the
 line carries "error" (the traceback) and the exit code is 1. Keep imports here minimal: every

@@ -15,17 +15,20 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from utils.evaluation import EvalResult
 
-@dataclass
-class ModelTestReport:
-    """The summary numbers and one row per question asked. `partial` says why the run stopped early (None: it
-    finished); `not_asked` lists the questions it never reached."""
+
+@dataclass(kw_only=True)
+class ModelTestReport(EvalResult):
+    """A served model scored on questions (an EvalResult, `fact_accuracy`/`format_validity`/`rows`, whose scores
+    may be None where no question has that check) with the serving figures. `partial` says why the run stopped
+    early (None: it finished); `not_asked` lists the questions it never reached."""
 
     base_url: str
     model: str
     max_tokens: int
-    fact_accuracy: float | None  # over the questions with a contains check (None: no question has one)
-    format_validity: float | None  # over the questions with a format check (island, regex, json, json_schema)
+    # fact_accuracy: over the questions with a contains check (None: no question has one)
+    # format_validity: over the questions with a format check (island, regex, json, json_schema)
     format_checked: int
     tokens_per_second: float | None  # median decoding speed over the questions
     ttft_s: float  # median time to first token
@@ -35,11 +38,6 @@ class ModelTestReport:
     passed: int = 0  # questions that passed every check
     partial: str | None = None
     not_asked: list[str] = field(default_factory=list)
-    rows: list[dict] = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return len(self.rows)
 
     def summary(self) -> str:
         fact = "n/a" if self.fact_accuracy is None else f"{self.fact_accuracy:.1%}"
@@ -53,7 +51,9 @@ class ModelTestReport:
                 f"(n={self.n}), decoding {speed}, first token {self.ttft_s * 1000:.0f} ms (medians){ref}{stop}")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        report = asdict(self)
+        report["rows"] = report.pop("rows")  # the summary figures first, then one row per question
+        return report
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON report; atomically, so a reader (or a run killed mid-write) never sees half a file."""

@@ -139,7 +139,7 @@ def template_engine() -> tuple[str, str | None]:
     """
     import os
 
-    from utils.deployment import go_template_unavailable
+    from utils.go_template_engine import go_template_unavailable
 
     if os.environ.get(ENGINE_ENV) == "subset":
         return "subset", f"{ENGINE_ENV}=subset is set"
@@ -166,7 +166,7 @@ def render_template(template: str, values: list) -> list:
     import re
 
     from utils import go_template_subset as subset
-    from utils.deployment import render_go_template
+    from utils.go_template_engine import render_go_template
 
     used = set(re.findall(r"[\s(|{]([A-Za-z]\w*)\b", " ".join(re.findall(r"\{\{.*?\}\}", template, re.S))))
     ollama_only = sorted(used & set(OLLAMA_ONLY_FUNCTIONS))
@@ -182,7 +182,7 @@ def render_template(template: str, values: list) -> list:
 
 def rendered_by_ollama(modelfile: str, conversations: list, markers: dict | None = None) -> list:
     """The text the model reads in Ollama for each conversation: llama.cpp's BOS (markers["engine_prefix"]) + the TEMPLATE's rendering."""
-    from utils.deployment import parse_modelfile
+    from utils.modelfile_parse import parse_modelfile
 
     spec = parse_modelfile(modelfile)
     if "template" not in spec:
@@ -229,7 +229,7 @@ class CheckResult:
 
 def check_modelfile(modelfile: str, tokenizer, conversations: dict | None = None, chat_template=None, markers: dict | None = None) -> CheckResult:
     """Render the Modelfile's TEMPLATE (with its SYSTEM) as Ollama would for every conversation and compare with the tokenizer."""
-    from utils.deployment import parse_modelfile
+    from utils.modelfile_parse import parse_modelfile
 
     conversations = CONVERSATIONS if conversations is None else conversations
     markers = markers or chat_markers(tokenizer, chat_template)

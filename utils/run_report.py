@@ -33,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from utils.course_paths import REPO
+
 REPORT_ENV = "COURSE_RUN_REPORT"  # the figures file of the run in progress (JSON lines)
 SCHEMA = 1
 LIBRARIES = ("torch", "transformers", "peft", "trl")
@@ -204,7 +206,7 @@ def library_versions(names=LIBRARIES) -> dict[str, str | None]:
 
 def git_commit(repo: Path | None = None) -> tuple[str, bool | None]:
     """(HEAD's commit, whether tracked files differ from it); ("unknown", None) outside a git checkout."""
-    repo = repo or Path(__file__).resolve().parent.parent
+    repo = repo or REPO
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
         if head.returncode != 0:

@@ -31,21 +31,10 @@ from urllib.parse import urlsplit
 
 from utils.model_questions import Question, course_questions, grade, read_questions
 from utils.model_report import ModelTestReport, reference_from_report, summarize
+from utils.service_errors import ServerError, error_line  # shared with utils.ollama_client, which builds models
 
 DEFAULT_TIMEOUT_S = 60.0
 UNFINISHED = "unfinished: written while the run was going; it never ended normally"  # what a report saved mid-run says
-
-
-class ServerError(RuntimeError):
-    """The server could not answer as the chat API promises; the message is one line saying why."""
-
-    partial: ModelTestReport | None = None  # set by run_model_test when it stops after some questions
-
-
-def error_line(err: Exception) -> str:
-    """The first line of an error, for the one-line messages users see instead of a traceback."""
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 # ---------------------------------------------------------------- the connection

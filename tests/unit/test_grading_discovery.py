@@ -1,35 +1,27 @@
-"""Finding submissions (tools.grading.discovery): every layout an instructor downloads, zipped or not,
-platform export names, nbgrader's timestamp.txt, due dates, and zips that try to escape or explode.
+"""Finding submissions (tools.grading.discovery): every layout an instructor downloads, zipped or not, read
+with the platforms' export names, within the zip limits for all zips together, and late work found end to end.
+The name rules, safe extraction and due dates alone: test_grading_submission_names.py, test_grading_safe_zip.py,
+test_grading_due_dates.py.
 
 Fast: small notebooks written with nbformat, no kernel, no course files.
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import pytest
-from dateutil.tz import gettz
 from nbformat.v4 import new_code_cell, new_notebook
 
 from tools.grading import discovery as d
+from tools.grading import safe_zip
+from tools.grading.due_dates import due_for, lateness, parse_due
+from tools.grading.safe_zip import DiscoveryError
 
-LABS = ["lab-3.1.1-lora-theory", "lab-3.1.6-dataset-preparation"]
-L1, L6 = LABS
-UTC = timezone.utc
-
-
-def resolve(name: str) -> str | None:
-    """Like Course.resolve_lab, but None for no lab (the signature discover expects)."""
-    if name in LABS:
-        return name
-    wanted = name if name.startswith("lab-") else f"lab-{name}"
-    hits = [lab for lab in LABS if lab.startswith(wanted + "-")]
-    return hits[0] if len(hits) == 1 else None
+from two_labs import L1, L6, LABS, UTC, resolve
 
 
 def nb(path: Path, text: str = "print(1)") -> Path:
@@ -251,60 +243,6 @@ def test_zipped_course_root_and_student_zips_in_a_canvas_export(tmp_path):
     assert subs["roerichard"].layout == "flat export"
 
 
-def evil_zip(path: Path, member: str | zipfile.ZipInfo, data: bytes = b"{}") -> Path:
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("good_1_2_lab.ipynb", b"{}")
-        z.writestr(member, data)
-    return path
-
-
-@pytest.mark.parametrize("member", ["../escape.ipynb", "a/../../escape.ipynb", "/tmp/abs.ipynb", "C:\\x\\e.ipynb",
-                                    "sub\\..\\..\\escape.ipynb"])
-def test_zip_slip_is_refused_naming_zip_and_member(tmp_path, member):
-    archive = evil_zip(tmp_path / "evil.zip", member)
-    work = tmp_path / "deep" / "work"
-    with pytest.raises(d.DiscoveryError) as err:
-        d.discover(archive, resolve, workdir=work)
-    assert str(err.value) == f"{archive}: member {member!r} points outside the extraction folder (absolute or '..')"
-    assert not list(tmp_path.rglob("escape.ipynb")) and not (work / "evil.zip").exists()
-
-
-def test_symlink_member_is_refused(tmp_path):
-    link = zipfile.ZipInfo("alice/lab.ipynb")
-    link.create_system = 3
-    link.external_attr = (0o120777 << 16)
-    archive = evil_zip(tmp_path / "link.zip", link, b"/work/main/solutions/lab.ipynb")
-    with pytest.raises(d.DiscoveryError, match=r"link\.zip: member 'alice/lab\.ipynb' is a symbolic link"):
-        d.discover(archive, resolve, workdir=tmp_path / "w")
-
-
-def test_zip_bombs_are_refused(tmp_path, monkeypatch):
-    many = tmp_path / "many.zip"
-    with zipfile.ZipFile(many, "w") as z:
-        for i in range(6):
-            z.writestr(f"s{i}_x.ipynb", b"{}")
-    monkeypatch.setattr(d, "MAX_MEMBERS", 5)
-    with pytest.raises(d.DiscoveryError, match=r"many\.zip: 6 members, more than the 5 allowed"):
-        d.discover(many, resolve, workdir=tmp_path / "w")
-    big = tmp_path / "big.zip"
-    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("s_x.ipynb", b"\0" * 3_000_000)  # a few kB compressed
-    assert big.stat().st_size < 20_000
-    monkeypatch.setattr(d, "MAX_BYTES", 1_000_000)
-    with pytest.raises(d.DiscoveryError, match=r"big\.zip: 3000000 bytes uncompressed, more than the 1000000 allowed"):
-        d.discover(big, resolve, workdir=tmp_path / "w")
-    # a header that lies about the size: zipfile stops at the declared size, the CRC fails, nothing is left
-    data = bytearray(big.read_bytes())
-    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
-        at = data.index(sig)
-        data[at + offset: at + offset + 4] = (10).to_bytes(4, "little")
-    liar = tmp_path / "liar.zip"
-    liar.write_bytes(bytes(data))
-    with pytest.raises(d.DiscoveryError, match=r"liar\.zip: member 's_x\.ipynb' cannot be extracted \(Bad CRC-32"):
-        d.extract_zip(liar, tmp_path / "w" / "liar")
-    assert not (tmp_path / "w" / "liar").exists()
-
-
 def test_the_limits_hold_for_all_zips_together(tmp_path, monkeypatch):
     for name in ("a.zip", "b.zip"):
         with zipfile.ZipFile(tmp_path / name, "w") as z:
@@ -314,8 +252,8 @@ def test_the_limits_hold_for_all_zips_together(tmp_path, monkeypatch):
         z.write(tmp_path / "a.zip", "a.zip")
         z.write(tmp_path / "b.zip", "b.zip")
     assert len(d.discover(tmp_path / "outer.zip", resolve, workdir=tmp_path / "w")) == 4
-    monkeypatch.setattr(d, "MAX_MEMBERS", 5)  # 2 + 2 + 2 members in all
-    with pytest.raises(d.DiscoveryError, match=r"b\.zip: 2 members, more than the 1 allowed"):
+    monkeypatch.setattr(safe_zip, "MAX_MEMBERS", 5)  # 2 + 2 + 2 members in all
+    with pytest.raises(DiscoveryError, match=r"b\.zip: 2 members, more than the 1 allowed"):
         d.discover(tmp_path / "outer.zip", resolve, workdir=tmp_path / "w")
 
 
@@ -328,7 +266,7 @@ def test_zips_nested_too_deep_are_refused(tmp_path):
         with zipfile.ZipFile(outer, "w") as z:
             z.write(inner, inner.name)
         inner = outer
-    with pytest.raises(d.DiscoveryError, match=r"z0\.zip: zips nested more than 3 deep"):
+    with pytest.raises(DiscoveryError, match=r"z0\.zip: zips nested more than 3 deep"):
         d.discover(inner, resolve, workdir=tmp_path / "w")
 
 
@@ -336,14 +274,14 @@ def test_clear_errors_for_missing_folders_and_broken_zips(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope'}: no such submissions folder or .zip"):
         d.discover(tmp_path / "nope", resolve)
     (tmp_path / "broken.zip").write_bytes(b"this is not a zip")
-    with pytest.raises(d.DiscoveryError, match=r"broken\.zip: not a readable zip file"):
+    with pytest.raises(DiscoveryError, match=r"broken\.zip: not a readable zip file"):
         d.discover(tmp_path / "broken.zip", resolve, workdir=tmp_path / "w")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(d.DiscoveryError, match=r"folder/broken\.zip: not a readable zip file"):
+    with pytest.raises(DiscoveryError, match=r"folder/broken\.zip: not a readable zip file"):
         d.discover(tmp_path / "folder", resolve, workdir=tmp_path / "w")
     (tmp_path / "grades.csv").write_text("x")
-    with pytest.raises(d.DiscoveryError, match=r"grades\.csv: not a folder or a \.zip"):
+    with pytest.raises(DiscoveryError, match=r"grades\.csv: not a folder or a \.zip"):
         d.discover(tmp_path / "grades.csv", resolve)
 
 
@@ -355,64 +293,13 @@ def test_no_zip_no_workdir_made(tmp_path, monkeypatch):
     assert made == []
 
 
-# --- times ----------------------------------------------------------------------------------
-
-
-def test_timestamp_txt_as_nbgrader_writes_it(tmp_path):
-    # nbgrader's exchange: datetime.now(gettz(timezone)).strftime(timestamp_format), default format below
-    instant = datetime(2026, 12, 1, 22, 59, 30, 123456, tzinfo=UTC)
-    for zone in ("UTC", "Europe/Berlin", "America/New_York"):
-        (tmp_path / "timestamp.txt").write_text(instant.astimezone(gettz(zone)).strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
-        assert d.read_timestamp(tmp_path) == (instant, [])
-    (tmp_path / "timestamp.txt").write_text("2026-12-01 17:59:30.123456 -0500\n")  # parse_utc alone: 23:07:50
-    assert d.read_timestamp(tmp_path) == (instant, [])
-    (tmp_path / "timestamp.txt").write_text("2026-12-01T23:59:30.123456+01:00")
-    assert d.read_timestamp(tmp_path) == (instant, [])
-    (tmp_path / "timestamp.txt").write_text("2026-12-01 22:59:30.123456")  # no zone: UTC
-    assert d.read_timestamp(tmp_path)[0].tzinfo == UTC
-    (tmp_path / "timestamp.txt").write_text("   ")
-    assert d.read_timestamp(tmp_path) == (None, [f"{tmp_path / 'timestamp.txt'}: empty timestamp file; no submission time"])
-    (tmp_path / "timestamp.txt").write_text("yesterday-ish")
-    when, notes = d.read_timestamp(tmp_path)
-    assert when is None and notes[0].startswith(f"{tmp_path / 'timestamp.txt'}: timestamp 'yesterday-ish' not understood")
-    os.remove(tmp_path / "timestamp.txt")
-    assert d.read_timestamp(tmp_path) == (None, [])
-
-
-def test_parse_due_all_labs_one_lab_and_errors():
-    due = d.parse_due(["2026-12-01T23:59", "3.1.1=2026-12-01T23:59+01:00"], LABS, resolve)
-    assert due == {None: datetime(2026, 12, 1, 23, 59, tzinfo=UTC), L1: datetime(2026, 12, 1, 22, 59, tzinfo=UTC)}
-    assert d.due_for(due, L1) == due[L1] and d.due_for(due, L6) == due[None] and d.due_for(due, None) == due[None]
-    assert d.due_for({}, L1) is None
-    assert d.parse_due([f"{L6}=2026-12-01 23:59:00Z"], LABS, resolve) == {L6: datetime(2026, 12, 1, 23, 59, tzinfo=UTC)}
-    for value, message in [
-        ("9.9.9=2026-12-01T23:59", f"--due '9.9.9=2026-12-01T23:59': no lab '9.9.9'; labs are: {', '.join(LABS)}"),
-        ("2026-12-01", "--due '2026-12-01': '2026-12-01' is not a date and time like 2026-12-01T23:59[+01:00]"),
-        ("tomorrow", "--due 'tomorrow': 'tomorrow' is not a date and time"),
-        ("2026-13-01T23:59", "--due '2026-13-01T23:59': month must be in 1..12"),
-    ]:
-        with pytest.raises(ValueError) as err:
-            d.parse_due([value], LABS, resolve)
-        assert str(err.value).startswith(message)
-    with pytest.raises(ValueError, match=r"--due '3.1.1=2026-12-02T10:00': lab-3.1.1-lora-theory already has a due date"):
-        d.parse_due(["3.1.1=2026-12-01T23:59", "3.1.1=2026-12-02T10:00"], LABS, resolve)
-
-
-def test_lateness_in_minutes():
-    due = datetime(2026, 12, 1, 23, 59, tzinfo=UTC)
-    assert d.lateness(due + timedelta(minutes=30, seconds=30), due) == (True, 30.5)
-    assert d.lateness(due, due) == (False, 0.0)
-    assert d.lateness(due - timedelta(days=1), due) == (False, 0.0)
-    berlin = datetime(2026, 12, 2, 1, 0, tzinfo=gettz("Europe/Berlin"))  # 00:00 UTC
-    assert d.lateness(berlin, due) == (True, 1.0)
-    assert d.lateness(datetime(2026, 12, 2, 0, 1), due) == (True, 2.0)  # naive: UTC
-    assert d.lateness(None, due) == (False, None) and d.lateness(due, None) == (False, None)
+# --- late work -------------------------------------------------------------------------------
 
 
 def test_late_class_end_to_end(tmp_path):
     """timestamp.txt files and a due date: the late one is found, with its minutes."""
     root = make_tree(tmp_path)
     (root / "submitted" / "bob" / L6 / "timestamp.txt").write_text("2026-12-01 23:00:00.000000 UTC")
-    due = d.parse_due(["2026-12-01T23:59"], LABS, resolve)
-    report = {s.student: d.lateness(s.submitted_at, d.due_for(due, s.lab_hint)) for s in d.discover(root, resolve)}
+    due = parse_due(["2026-12-01T23:59"], LABS, resolve)
+    report = {s.student: lateness(s.submitted_at, due_for(due, s.lab_hint)) for s in d.discover(root, resolve)}
     assert report == {"alice": (True, 30.5), "bob": (False, 0.0), "dave": (False, None), "erin": (False, None)}

@@ -129,15 +129,16 @@ def test_kl_pairs_are_trl_kto_trainers_own(smollm2_tokenizer):
 
     from trl_reference import tiny_llama
     from utils.adapters import adapter_config
-    from utils.experiments.preference import preference_config, trainer_classes
+    from utils.experiments.preference_methods import preference_method
 
     P = get_profile("cpu", lab="3.1.9")
     rows = course_kto_rows("train", 40)
     batch_size = 2 * P.batch_size
     with tempfile.TemporaryDirectory() as out:
-        config = preference_config("kto", P, out, per_device_train_batch_size=batch_size)
-        trainer = trainer_classes("kto")[1](model=tiny_llama(len(smollm2_tokenizer)), args=config, train_dataset=rows_dataset(rows),
-                                            processing_class=smollm2_tokenizer, peft_config=adapter_config(P))
+        kto = preference_method("kto")
+        config = kto.config(P, out, per_device_train_batch_size=batch_size)
+        trainer = kto.trainer_class()(model=tiny_llama(len(smollm2_tokenizer)), args=config, train_dataset=rows_dataset(rows),
+                                      processing_class=smollm2_tokenizer, peft_config=adapter_config(P))
     data = trainer.train_dataset
     assert len(data) == len(rows), "no row may be dropped (a dropped row would shift TRL's batches)"
     completions, kl = data["completion_ids"], data["KL_completion_ids"]

@@ -20,10 +20,9 @@ from test_architecture import REPO, _resolve, code_modules, imports_of, notebook
 TESTED_ELSEWHERE = {
     "utils/__init__.py": (["tests/test_quiet.py"], "importing the package silences bitsandbytes' harmless warning"),
     "utils/adapters.py": (["tests/test_lab_3_1_2.py", "tests/test_lab_3_1_7.py"], "adapter_config (LoRA/DoRA); merged inference"),
-    "utils/deployment.py": (["tests/test_lab_3_1_10.py", "tests/test_modelfile.py"], "GGUF conversion, llama.cpp, Modelfiles (deploy)"),
     "utils/go_template_subset.py": (["tests/test_modelfile.py"], "the Go-template renderer against Go's own engine"),
     "utils/grading.py": (["tests/unit/test_grading_guard.py", "tests/test_lab_3_1_7_shortcuts.py"], "out_of_reach, the shortcut guard"),
-    "utils/memory_targets.py": (["tests/test_lab_3_1_2.py"], "a memory target trains with the lab's batch size"),
+    "utils/experiments/memory_targets.py": (["tests/test_lab_3_1_2.py"], "a memory target trains with the lab's batch size"),
     "utils/memory_worker.py": (["tests/test_memory.py"], "the fresh-process worker behind measure_peak_memory"),
     "utils/modelfile_check.py": (["tests/test_modelfile.py"], "check_modelfile's findings"),
     "utils/preference_data.py": (["tests/test_lab_3_1_6.py", "tests/unit/test_kto_pairs.py"], "the preference and KTO data"),

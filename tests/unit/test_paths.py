@@ -1,4 +1,4 @@
-"""tools.paths: the repository's folders, and this interpreter's bin on PATH once (for nbgrader's subprocesses)."""
+"""tools.paths: the repository's folders, and this interpreter's bin on PATH once (for nbgrader's subprocesses and kernels)."""
 
 import os
 import sys
@@ -26,3 +26,12 @@ def test_venv_on_path_leaves_a_path_that_has_it_alone(monkeypatch):
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", bin_dir]))
     paths.venv_on_path()
     assert os.environ["PATH"] == os.pathsep.join(["/usr/bin", bin_dir])
+
+
+def test_venv_on_path_of_a_copy_leaves_this_process_alone(monkeypatch):
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", "/usr/bin")
+    env = {"PATH": "/bin", "OTHER": "x"}
+    assert paths.venv_on_path(env) is env and env == {"PATH": os.pathsep.join([bin_dir, "/bin"]), "OTHER": "x"}
+    assert os.environ["PATH"] == "/usr/bin"
+    assert paths.venv_on_path({}) == {"PATH": bin_dir}  # no PATH at all: not bin_dir + ':' (an empty entry is the cwd)

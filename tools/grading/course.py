@@ -9,11 +9,11 @@ can run).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from tools.notebook_cells import cells, load, nbgrader_meta, source_text
 from tools.paths import REPO
 
 
@@ -60,13 +60,13 @@ class Course:
         return self.labs / f"{lab}.ipynb"
 
     def release(self, lab: str) -> dict:
-        return json.loads((self.labs / f"{lab}.ipynb").read_text())
+        return load(self.labs / f"{lab}.ipynb")
 
     def graded_cells(self, lab: str) -> list[tuple[str, float, bool]]:
         """(grade_id, points, manual) of the lab's graded cells, from its release notebook."""
         out = []
         for cell in cells(self.release(lab)):
-            meta = grade_meta(cell)
+            meta = nbgrader_meta(cell)
             if meta.get("grade"):
                 manual = bool(meta.get("solution")) or cell.get("cell_type") != "code"
                 out.append((meta["grade_id"], float(meta.get("points", 0)), manual))
@@ -76,24 +76,6 @@ class Course:
     def signatures(self) -> dict[str, "LabSignature"]:
         """Every lab with a student release (a solution still without one cannot be submitted)."""
         return {lab: signature(lab, self.release(lab)) for lab in self.lab_names() if (self.labs / f"{lab}.ipynb").is_file()}
-
-
-# --- reading notebook JSON as submitted (any shape a platform may hand us) -------------------
-
-
-def cells(nb: dict) -> list[dict]:
-    return [c for c in nb.get("cells", []) if isinstance(c, dict)]
-
-
-def source_text(cell: dict) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
-
-
-def grade_meta(cell: dict) -> dict:
-    meta = cell.get("metadata", {})
-    nbg = meta.get("nbgrader", {}) if isinstance(meta, dict) else {}
-    return nbg if isinstance(nbg, dict) else {}
 
 
 # --- what a lab looks like, and which lab a notebook is --------------------------------------
@@ -116,7 +98,7 @@ def text_hash(source: str) -> str:
 def signature(lab: str, release: dict) -> LabSignature:
     ids, locked, texts = set(), [], set()
     for cell in cells(release):
-        meta = grade_meta(cell)
+        meta = nbgrader_meta(cell)
         gid = meta.get("grade_id")
         if gid:
             ids.add(gid)
@@ -137,7 +119,7 @@ def recognise(nb: dict, signatures: dict[str, LabSignature]) -> tuple[str | None
             return None
         return ranked[0][0]
 
-    ids = {grade_meta(c).get("grade_id") for c in cells(nb)} - {None}
+    ids = {nbgrader_meta(c).get("grade_id") for c in cells(nb)} - {None}
     lab = best({s.lab: len(ids & s.grade_ids) / len(ids | s.grade_ids) for s in signatures.values()}) if ids else None
     if lab:
         return lab, "nbgrader grade ids"

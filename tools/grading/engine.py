@@ -22,8 +22,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tools.grading.course import Course, cells, grade_meta, source_text
+from tools.grading.course import Course
 from tools.grading.sandbox import Limits, execute_class, kill_uid, prepare_spec
+from tools.notebook_cells import cells, nbgrader_meta, source_text
 from tools.paths import COURSE_ID, venv_on_path
 
 STATUSES = {
@@ -241,7 +242,7 @@ def preflight(lab: str) -> str:
         if not (smollm2_dir() / "config.json").is_file():
             problems.append(f"the prepared model is missing at {smollm2_dir()} (run `make prepare-model` on this worker)")
     if lab.startswith(NEEDS_DEPLOY):
-        from utils.deployment import DEPLOY_NEEDS, missing_deploy_tools
+        from utils.deploy_tools import DEPLOY_NEEDS, missing_deploy_tools
 
         if missing_deploy_tools():
             problems.append(f"{'; '.join(missing_deploy_tools())} (Lab 3.1.10 needs {DEPLOY_NEEDS})")
@@ -359,7 +360,7 @@ def cell_errors(nb: dict) -> dict[str, str]:
     """grade_id (or #index) -> one line for each cell that raised, timed out or hit the output limit."""
     found = {}
     for index, cell in enumerate(cells(nb)):
-        name = grade_meta(cell).get("grade_id") or f"#{index}"
+        name = nbgrader_meta(cell).get("grade_id") or f"#{index}"
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 value = (out.get("evalue") or "").strip().splitlines()

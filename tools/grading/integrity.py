@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 import re
 
-from tools.grading.course import LabSignature, cells, grade_meta, source_text, text_hash
+from tools.grading.course import LabSignature, text_hash
+from tools.notebook_cells import cells, nbgrader_meta, source_text
 
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[^\n]*\n?", re.S | re.M)
 COURSE_MODULES = ("utils", "tools")
@@ -22,7 +23,7 @@ def edited_cells(nb: dict, sig: LabSignature) -> list[str]:
     """Test and locked cells a student changed or deleted (nbgrader restores them before grading)."""
     found = {}
     for cell in cells(nb):
-        gid = grade_meta(cell).get("grade_id")
+        gid = nbgrader_meta(cell).get("grade_id")
         if gid:
             found[gid] = HIDDEN.sub("", source_text(cell))  # the instructor's own copy carries them
     notes = []
@@ -115,7 +116,7 @@ def review_flags(nb: dict, release: dict, source: dict | None = None) -> list[st
     """
     graded_uses, protected, allowed, release_texts = set(), set(), set(), set()
     for cell in cells(release):
-        meta = grade_meta(cell)
+        meta = nbgrader_meta(cell)
         release_texts.add(text_hash(source_text(cell)))
         tree = _parse(source_text(cell)) if cell.get("cell_type") == "code" else None
         if tree is None:
@@ -129,12 +130,12 @@ def review_flags(nb: dict, release: dict, source: dict | None = None) -> list[st
         else:
             protected |= _helpers(tree)
     for cell in cells(source or {}):
-        if grade_meta(cell).get("solution") and cell.get("cell_type") == "code":
+        if nbgrader_meta(cell).get("solution") and cell.get("cell_type") == "code":
             tree = _parse(source_text(cell))
             allowed |= _defined(tree) if tree else set()
     flags = []
     for index, cell in enumerate(cells(nb)):
-        meta = grade_meta(cell)
+        meta = nbgrader_meta(cell)
         if cell.get("cell_type") != "code" or (meta.get("grade") and not meta.get("solution")) or meta.get("locked"):
             continue  # test and locked cells: nbgrader restores them
         text = source_text(cell)

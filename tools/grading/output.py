@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tools.grading.course import Course
 from tools.grading.engine import api_for, nbgrader_config, nbgrader_ready
-from tools.grading.discovery import clean_id
+from tools.grading.submission_names import clean_id
 from tools.paths import COURSE_ID
 
 CSV_FIELDS = ["student", "lab", "score", "max_score", "manual_points", "status", "late", "minutes_late",

@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from tools.grading.course import Course, recognise
-from tools.grading.discovery import Submission, clean_id, lateness
+from tools.grading.discovery import Submission
+from tools.grading.due_dates import lateness
 from tools.grading.integrity import edited_cells, review_flags
 from tools.grading.sandbox import Limits
+from tools.grading.submission_names import clean_id
+from tools.notebook_cells import load
 
 GRADER_VERSION = "2"  # part of every submission's hash: bump when grading itself changes
 
@@ -123,7 +126,7 @@ def plan(submissions: list[Submission], course: Course, rules: Rules) -> list[Pl
                 p.notebook = data
                 p.notes += edited_cells(nb, course.signatures[lab])
                 if course.has_solutions and lab not in sources:
-                    sources[lab] = json.loads(course.source(lab).read_text())
+                    sources[lab] = load(course.source(lab))
                 p.review = review_flags(nb, course.release(lab), sources.get(lab))
         when = sub.submitted_at
         p.submitted_at = when.isoformat() if when else None

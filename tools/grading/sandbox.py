@@ -39,6 +39,9 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tools.headless import GRADING_CELL_TIMEOUT
+from tools.paths import REPO
+
 UID_BASE = 1_000_000  # sandbox uids: UID_BASE + pid * 64 + n, one per job, no passwd entry needed
 _job_counter = itertools.count()
 
@@ -47,7 +50,7 @@ _job_counter = itertools.count()
 class Limits:
     """What one submission may use. The defaults fit every lab under the grade profile."""
 
-    cell_timeout: int = 300  # seconds per cell (nbgrader interrupts the cell, then goes on)
+    cell_timeout: int = GRADING_CELL_TIMEOUT  # seconds per cell (nbgrader interrupts the cell, then goes on)
     memory_mb: int = 6144  # RLIMIT_AS of the kernel: beyond it allocations raise MemoryError
     output_bytes: int = 2_000_000  # per cell; beyond it output is dropped and the cell interrupted
     file_mb: int = 1024  # RLIMIT_FSIZE: largest file the kernel may write
@@ -200,7 +203,7 @@ def course_code(env: dict[str, str]) -> list[str]:
     (Lab 3.1.10) or $COURSE_GGUF_VENV. Never the repository itself: its solutions/, labs/, tests/ stay out."""
     import importlib.util
 
-    roots, paths = {Path(__file__).resolve().parents[2]}, set()
+    roots, paths = {REPO}, set()
     for name in ("utils", "tools"):
         spec = importlib.util.find_spec(name)
         for location in (spec.submodule_search_locations or []) if spec else []:

@@ -1,7 +1,7 @@
 """Lab 3.1.2's unit of comparison: a fresh base model with one PEFT adapter (LoRA or DoRA), trained.
 
 Both arms of the comparison come from here, at the lab's rank, steps and data (`get_profile(lab="3.1.2")`),
-so they differ only in `use_dora`. The memory of each arm is measured by `utils.memory_targets`.
+so they differ only in `use_dora`. The memory of each arm is measured by `utils.experiments.memory_targets`.
 """
 
 from __future__ import annotations

@@ -134,6 +134,7 @@ class RoundResult:
     steps: int = 0
     precision: str = ""  # what the DPO config trained in: "bf16" (mixed) or "fp32"
     seconds: dict[str, float] = field(default_factory=dict)
+    history: dict[str, list[list[float]]] = field(default_factory=dict)  # TRL's log of the DPO run: metric -> [step, value]
 
 
 def dpo_round(model, tokenizer, train_examples: list[CourseExample], held_out: list[CourseExample], profile: Profile,
@@ -149,6 +150,7 @@ def dpo_round(model, tokenizer, train_examples: list[CourseExample], held_out: l
 
     from utils.adapters import adapter_config
     from utils.experiments.preference import train_preference
+    from utils.experiments.preference_methods import preference_method
     from utils.seeding import seed_everything
 
     clock = time.perf_counter()
@@ -160,9 +162,11 @@ def dpo_round(model, tokenizer, train_examples: list[CourseExample], held_out: l
     if not pairs:
         return RoundResult(seed, stats, pairs, None, seconds=seconds)
     clock = time.perf_counter()
-    trainer = train_preference("dpo", model, tokenizer, Dataset.from_list(pairs), profile, output_dir, seed=seed,
-                               peft_config=adapter_config(profile), beta=profile.beta, disable_tqdm=True)
+    dpo = preference_method("dpo")
+    trainer = train_preference(dpo.name, model, tokenizer, Dataset.from_list(pairs), profile, output_dir, seed=seed,
+                               peft_config=adapter_config(profile), **dpo.lab_settings(profile), disable_tqdm=True)
     seconds["training"] = time.perf_counter() - clock
+    history = {key: [[e["step"], e[key]] for e in trainer.state.log_history if key in e] for key in ("loss", *dpo.metrics)}
     clock = time.perf_counter()
     policy = trainer.model
     try:  # generated unmerged: merging and unmerging would leave rounding in the start model's weights
@@ -170,7 +174,7 @@ def dpo_round(model, tokenizer, train_examples: list[CourseExample], held_out: l
     finally:
         policy.unload()  # the LoRA layers out again: the model is the SFT start, bit for bit, for the next seed
     seconds["scoring"] = time.perf_counter() - clock
-    return RoundResult(seed, stats, pairs, after, trainer.state.global_step, "bf16" if trainer.args.bf16 else "fp32", seconds)
+    return RoundResult(seed, stats, pairs, after, trainer.state.global_step, "bf16" if trainer.args.bf16 else "fp32", seconds, history)
 
 
 def round_islands(islands: int | None) -> list[str]:

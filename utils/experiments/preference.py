@@ -1,14 +1,9 @@
 """Labs 3.1.7 to 3.1.9: one preference run with a TRL trainer on the course model, sized by the profile.
 
 The three labs compare DPO, SimPO, ORPO and KTO on the same data, model, adapter and step budget,
-so every run comes from here and differs only in the method and its own settings:
-
-    method  TRL trainer                                   data (utils.preference_data)
-    dpo     trl.DPOTrainer                                pairs: prompt / chosen / rejected
-    cpo     trl.experimental.cpo.CPOTrainer (SimPO with   pairs
-            loss_type="simpo", cpo_alpha=0)
-    orpo    trl.experimental.orpo.ORPOTrainer             pairs
-    kto     trl.KTOTrainer                                unpaired: prompt / completion / label
+so every run comes from here and differs only in the method, whose facts (TRL classes, paired or
+unpaired rows, reference or not, columns, logged metrics, own settings) are its record in
+`utils.experiments.preference_methods`; nothing here branches on a method's name.
 
 The policy is the course model with the profile's LoRA adapter (`utils.adapters.adapter_config`),
 handed to the trainer as `peft_config`. DPO and KTO then need no second model: TRL computes the
@@ -21,70 +16,9 @@ apply by accident. What the trainer logs is read with `utils.training`'s readers
 
 from __future__ import annotations
 
-import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
-# CPO (SimPO) and ORPO live in trl.experimental, whose import warns once per process that its API may change.
-# Importing it here puts that warning in a lab's setup cell: in a graded cell nbgrader scores any stderr as a failure.
-import trl.experimental  # noqa: F401,E402
-from utils.preference_data import course_kto_rows, course_pairs
+from utils.experiments.preference_methods import preference_method
 from utils.profiles import Profile
-from utils.training import metric_history, restore_full_precision_forward, seconds_per_step, trainer_settings
-
-METHODS = ("dpo", "cpo", "orpo", "kto")
-PAIRED = ("dpo", "cpo", "orpo")
-
-# What each trainer logs about the rewards, every logging step (TRL 1.16, read in its sources: "train" metrics
-# averaged over the steps since the last log). KTO has no pairs, so no pair accuracy; ORPO adds its odds terms.
-_PAIR_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
-REWARD_METRICS = {
-    "dpo": _PAIR_METRICS,
-    "cpo": _PAIR_METRICS + ("nll_loss",),
-    "orpo": _PAIR_METRICS + ("nll_loss", "log_odds_ratio", "log_odds_chosen"),
-    "kto": ("rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "kl"),
-}
-
-
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown preference method {method!r}; choose one of {METHODS}")
-    return method
-
-
-def trainer_classes(method: str):
-    """(config class, trainer class) of TRL 1.16 for `method`."""
-    _check_method(method)
-    if method == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        return DPOConfig, DPOTrainer
-    if method == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        return KTOConfig, KTOTrainer
-    if method == "cpo":
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
-        return CPOConfig, CPOTrainer
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-
-    return ORPOConfig, ORPOTrainer
-
-
-def preference_config(method: str, profile: Profile, output_dir: str, seed: int = 0, **overrides):
-    """The method's TRL config from the course's shared settings; keyword arguments override any field (beta, loss_type, ...)."""
-    config_class, _ = trainer_classes(method)
-    settings = trainer_settings(profile, output_dir, seed)
-    if method in ("cpo", "orpo"):
-        # Their collator needs the raw columns; the trainers set this themselves, with a warning on every run.
-        settings["remove_unused_columns"] = False
-    return config_class(**{**settings, **overrides})
-
-
-def training_data(method: str, limit: int | None = None):
-    """The course's training rows for `method` as a `datasets.Dataset` (course system turn in every prompt)."""
-    _check_method(method)
-    if method in PAIRED:
-        return course_pairs("train", limit, as_dataset=True)
-    return course_kto_rows("train", limit, as_dataset=True)
+from utils.training import loss_history, metric_history, restore_full_precision_forward, seconds_per_step
 
 
 def train_preference(method: str, model, tokenizer, train_dataset, profile: Profile, output_dir: str, *, peft_config=None,
@@ -96,36 +30,37 @@ def train_preference(method: str, model, tokenizer, train_dataset, profile: Prof
     `transformers.Trainer.train` (save checkpoints with save_strategy="steps", save_steps=... in overrides).
     Other keyword arguments override config fields.
     """
-    _, trainer_class = trainer_classes(method)
+    record = preference_method(method)
+    record.check_columns(train_dataset)
     kwargs = dict(
         model=model,
-        args=preference_config(method, profile, output_dir, seed=seed, **overrides),
+        args=record.config(profile, output_dir, seed=seed, **overrides),
         train_dataset=train_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=callbacks,
     )
     if ref_model is not None:
-        if method not in ("dpo", "kto"):
-            raise ValueError(f"{method} is reference-free: it takes no ref_model")
+        if not record.takes_reference:
+            raise ValueError(f"{method} ({record.title}) is reference-free: it takes no ref_model")
         kwargs["ref_model"] = ref_model
-    trainer = trainer_class(**kwargs)
+    trainer = record.trainer_class()(**kwargs)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     restore_full_precision_forward(trainer)
     return trainer
 
 
 def reward_history(trainer, method: str = "dpo") -> dict[str, tuple[list[int], list[float]]]:
-    """metric -> (steps, values) for every reward metric the method's trainer logged (REWARD_METRICS)."""
-    _check_method(method)
+    """metric -> (steps, values) for every reward metric the method's trainer logged (its record's `metrics`)."""
+    metrics = preference_method(method).metrics
     out = {}
-    for key in REWARD_METRICS[method]:
+    for key in metrics:
         try:
             out[key] = metric_history(trainer, key)
         except ValueError:
             continue
     if not out:
-        raise ValueError(f"the trainer logged none of {REWARD_METRICS[method]} (did it train, with logging_steps <= max_steps?)")
+        raise ValueError(f"the trainer logged none of {metrics} (did it train, with logging_steps <= max_steps?)")
     return out
 
 
@@ -138,4 +73,5 @@ def run_summary(trainer, method: str = "dpo") -> dict:
         "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "has_ref_model": getattr(trainer, "ref_model", None) is not None,
         "history": {k: list(map(list, zip(*v))) for k, v in reward_history(trainer, method).items()},
+        "losses": list(map(list, zip(*loss_history(trainer)))),  # [step, training loss] as logged
     }

@@ -22,8 +22,10 @@ import time
 from transformers import TrainerCallback
 
 from utils.adapters import adapter_config
-from utils.experiments.preference import preference_config, run_summary, train_preference, trainer_classes, training_data
+from utils.experiments.preference import run_summary, train_preference
+from utils.experiments.preference_methods import preference_method
 from utils.models import load_base
+from utils.preference_data import course_pairs
 from utils.profiles import get_profile
 from utils.seeding import seed_everything
 from utils.training import course_sft_trainer_class, loss_history, restore_full_precision_forward, seconds_per_step, sft_config
@@ -72,10 +74,11 @@ def train_run(profile, method: str, lab: str | None = None, seed: int = 0, steps
     P = get_profile(profile, lab=lab)
     steps = P.max_steps if steps is None else steps
     P = P.with_(max_steps=steps, logging_steps=min(P.logging_steps, steps))
-    data = training_data(method, P.train_examples)
+    record = preference_method(method)
+    data = record.training_data(P.train_examples)
     if undesirable_per_desirable != 1:
-        if method != "kto":
-            raise ValueError(f"undesirable_per_desirable applies to KTO's unpaired rows, not to {method}")
+        if record.paired:
+            raise ValueError(f"undesirable_per_desirable applies to unpaired rows (KTO's), not to {record.title}'s pairs")
         data = imbalanced_kto_rows(data, undesirable_per_desirable)
     seed_everything(seed)
     model, tokenizer = load_base(P)
@@ -92,7 +95,7 @@ def run_numbers(trainer, method: str, data, seconds: float | None = None) -> dic
         "seconds": seconds,
         "step_seconds": step_seconds(trainer),
         "train_rows": len(data),
-        "desirable_rows": int(sum(data["label"])) if method == "kto" else None,
+        "desirable_rows": None if preference_method(method).paired else int(sum(data["label"])),
     }
 
 
@@ -123,7 +126,7 @@ def sft_on_chosen_run(profile, lab: str | None = None, seed: int = 0, steps: int
     P = get_profile(profile, lab=lab)
     steps = P.max_steps if steps is None else steps
     P = P.with_(max_steps=steps, logging_steps=min(P.logging_steps, steps))
-    data = chosen_as_sft_rows(training_data("orpo", P.train_examples))
+    data = chosen_as_sft_rows(course_pairs("train", P.train_examples, as_dataset=True))  # the preference runs' pairs
     seed_everything(seed)
     model, tokenizer = load_base(P)
     with tempfile.TemporaryDirectory(prefix="sft-on-chosen-") as tmp:
@@ -138,7 +141,8 @@ def control_numbers(trainer, data) -> dict:
     """The SFT control's run as JSON-safe numbers, with the keys of `run_numbers` that apply to it."""
     steps, losses = loss_history(trainer)
     return {"method": "sft", "steps": trainer.state.global_step, "seconds_per_step": seconds_per_step(trainer),
-            "step_seconds": step_seconds(trainer), "train_rows": len(data), "history": {"loss": [steps, losses]}}
+            "step_seconds": step_seconds(trainer), "train_rows": len(data), "history": {"loss": [steps, losses]},
+            "losses": list(map(list, zip(steps, losses)))}
 
 
 def interleaved_step_seconds(profile, runs: dict, rounds: int, lab: str | None = None, seed: int = 0) -> dict[str, list[float]]:
@@ -150,15 +154,15 @@ def interleaved_step_seconds(profile, runs: dict, rounds: int, lab: str | None =
     (the same adapter), is left out.
     """
     P = get_profile(profile, lab=lab)
-    data = training_data("dpo", P.batch_size)  # one batch of pairs, the same for every method
+    data = course_pairs("train", P.batch_size, as_dataset=True)  # one batch of pairs, the same for every method
     trainers, batches = {}, {}
     with tempfile.TemporaryDirectory(prefix="step-timing-") as tmp:
         for name, (method, settings) in runs.items():
             seed_everything(seed)
             model, tokenizer = load_base(P)
-            config = preference_config(method, P, tmp, seed=seed, **settings)
-            trainers[name] = trainer_classes(method)[1](model=model, args=config, train_dataset=data, processing_class=tokenizer,
-                                                        peft_config=adapter_config(P))
+            record = preference_method(method)
+            trainers[name] = record.trainer_class()(model=model, args=record.config(P, tmp, seed=seed, **settings), train_dataset=data,
+                                                    processing_class=tokenizer, peft_config=adapter_config(P))
             trainers[name].current_gradient_accumulation_steps = 1  # set by the training loop, which does not run here
             batches[name] = next(iter(trainers[name].get_train_dataloader()))
     seconds = {name: [] for name in runs}

@@ -1,6 +1,6 @@
 """Lab 3.1.5's QLoRA run: model specs for the memory planner, 4-bit loading, one measured training run.
 
-The run happens in a fresh process (`utils.memory_targets` measures peak minus baseline there),
+The run happens in a fresh process (`utils.experiments.memory_targets` measures peak minus baseline there),
 so the code that loads, adapts and trains the model must be importable; the notebook calls the
 same functions, so what it measures is what it runs. Sizes come from `get_profile(lab="3.1.5")`.
 
@@ -20,22 +20,22 @@ from pathlib import Path
 import torch
 
 from utils.course_data import load_split
+from utils.course_paths import CONFIGS
 from utils.device import use_bf16
 from utils.memory_worker import peak_rss_bytes
 from utils.models import load_model, load_tokenizer, model_source
 from utils.profiles import get_profile
 from utils.training import loss_history, train_sft
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 LORA_TARGETS = "all-linear"  # PEFT: every nn.Linear / Linear4bit except the output head
 
 
 def load_config(name: str) -> dict:
     """The config.json numbers of a shipped architecture, e.g. "Llama-3.1-70B-Instruct"."""
-    path = CONFIG_DIR / f"{name.split('/')[-1]}.json"
+    path = CONFIGS / f"{name.split('/')[-1]}.json"
     if not path.is_file():
-        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
-        raise FileNotFoundError(f"no architecture config {path.name} in {CONFIG_DIR}; shipped: {shipped}")
+        shipped = sorted(p.stem for p in CONFIGS.glob("*.json"))
+        raise FileNotFoundError(f"no architecture config {path.name} in {CONFIGS}; shipped: {shipped}")
     return json.loads(path.read_text())
 
 
@@ -114,7 +114,7 @@ def add_qlora_adapter(model, r: int, alpha: int, checkpointing: bool):
 def train_qlora(profile: str, output_dir: str, seed: int = 0) -> dict:
     """Load in 4 bits, add LoRA, train with TRL, save the adapter to output_dir; return what happened.
 
-    Meant to run in its own process (`utils.memory_targets`), so the process's peak is this run's
+    Meant to run in its own process (`utils.experiments.memory_targets`), so the process's peak is this run's
     peak. The result is JSON: losses, footprint, trainable count, timings, the settings it ran with.
     """
     P = get_profile(profile, lab="3.1.5")

@@ -1,7 +1,7 @@
 """Lab 3.1.4's stop-and-resume experiment: one LoRA run stopped at a checkpoint, resumed, compared.
 
 The same training run three ways: stopped at a checkpoint, resumed from it, and uninterrupted
-(to check that resuming loses nothing); `utils.memory_targets` runs it once more in a fresh
+(to check that resuming loses nothing); `utils.experiments.memory_targets` runs it once more in a fresh
 process to measure its peak memory. `train_run` is that one run; the LoRA settings come in as a
 plain dict (they cross a process boundary as JSON), so the lab's own LoraConfig is what gets trained.
 """

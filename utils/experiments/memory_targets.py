@@ -1,5 +1,8 @@
 """Every function the course measures in a fresh process, by name: `measure_peak_memory("qlora_run", ...)`.
 
+It lives with the experiments it runs: `utils.memory` and its worker name it as a string (the worker imports it
+by name), so no shared module imports an experiment.
+
 The import rule lives here, and only here: this module imports the heavy libraries (torch,
 transformers, PEFT, TRL) and the experiments at its top, so that in a memory worker they land in
 the baseline taken before the call, and the measured delta is the run's own memory (see
@@ -19,7 +22,6 @@ import torch
 import transformers  # noqa: F401
 import trl  # noqa: F401
 
-import utils  # noqa: F401  (quiets a harmless bitsandbytes warning before TRL imports it)
 from utils.experiments import lora_vs_dora, preference_comparison, qlora_run, stop_and_resume
 from utils.profiles import Profile, get_profile
 from utils.training import seconds_per_step

@@ -54,6 +54,6 @@ def _undo_guard_tampering():
     reload = importlib.reload
     yield
     importlib.reload = reload
-    grading = sys.modules.get("utils.grading")
+    grading = sys.modules.get("utils.shortcut_guard")
     if grading is not None and not hasattr(grading.out_of_reach, "__wrapped__"):
         reload(grading)

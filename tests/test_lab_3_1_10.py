@@ -192,7 +192,7 @@ def test_ollama_create_list_chat(ollama_model):
 
 @needs_ollama
 def test_model_test_against_ollama(ollama_model, tmp_path):
-    from utils.serving import course_questions, run_model_test
+    from utils.served_model_client import course_questions, run_model_test
 
     name, _ = ollama_model
     report = run_model_test(ollama_host() + "/v1", name, course_questions(3), max_tokens=12)

@@ -248,7 +248,7 @@ def test_train_preference_runs_logs_and_resumes_like_the_course_trainer(smollm2_
 def test_out_of_reach_covers_class_attributes_and_restores_them():
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
 
-    from utils.grading import ShortcutError, out_of_reach
+    from utils.shortcut_guard import ShortcutError, out_of_reach
 
     raw = vars(CPOTrainer)["get_batch_logps"]
     with out_of_reach({}, "trl.experimental.cpo.cpo_trainer.CPOTrainer.get_batch_logps"):

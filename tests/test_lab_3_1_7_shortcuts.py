@@ -1,7 +1,7 @@
 """Lab 3.1.7's points without the exercise: each shortcut and each tampering kind loses them, and each is real.
 
 A shortcut replaces a solution with a call to what it is checked against (TRL's log-prob helpers and CPO's sigmoid
-loss, through any alias); a tampering kind replaces the guard itself (`utils.grading.out_of_reach`, even with
+loss, through any alias); a tampering kind replaces the guard itself (`utils.shortcut_guard.out_of_reach`, even with
 `importlib.reload`) or redefines in an added cell the checkers the TRL comparison once called. Each must make its
 graded cell fail (the mistake-table harness), and, with the guard switched off in the graded cell, pass: so the
 entries test the guard, not a shortcut that is broken anyway.
@@ -16,13 +16,13 @@ from tools.notebook_cells import cell_sources, mutate, run_cells
 
 @pytest.fixture(autouse=True)
 def _fresh_guard_after_each_test():
-    """A tampering entry replaces utils.grading.out_of_reach in this process: put the real guard back after every test."""
+    """A tampering entry replaces utils.shortcut_guard.out_of_reach in this process: put the real guard back after every test."""
     yield
     import importlib
 
-    import utils.grading
+    import utils.shortcut_guard
 
-    importlib.reload(utils.grading)
+    importlib.reload(utils.shortcut_guard)
 
 
 # Points earned without writing the exercise: each must lose them as a bug does.
@@ -65,9 +65,9 @@ _CPO_LOGPS = """
 # What an added cell (or a solution cell) can do to the guard: replace it with one that blocks nothing.
 _NO_GUARD = """import contextlib
 
-import utils.grading
+import utils.shortcut_guard
 
-utils.grading.out_of_reach = lambda namespace, *targets: contextlib.nullcontext(())
+utils.shortcut_guard.out_of_reach = lambda namespace, *targets: contextlib.nullcontext(())
 
 
 """
@@ -75,10 +75,10 @@ utils.grading.out_of_reach = lambda namespace, *targets: contextlib.nullcontext(
 _NO_GUARD_NO_RELOAD = """import contextlib
 import importlib
 
-import utils.grading
+import utils.shortcut_guard
 
 importlib.reload = lambda module: module
-utils.grading.out_of_reach = lambda namespace, *targets: contextlib.nullcontext(tuple(utils.grading.resolve(t) for t in targets))
+utils.shortcut_guard.out_of_reach = lambda namespace, *targets: contextlib.nullcontext(tuple(utils.shortcut_guard.resolve(t) for t in targets))
 
 
 """
@@ -138,7 +138,7 @@ _, test_graded_cell_catches_shortcut = mistake_table_tests(NOTEBOOK, SHORTCUTS +
 
 # The guard switched off in the graded cell: no target blocked and no in-force check; for tampering, no reload either.
 _GUARD_OFF = [("_SHORTCUTS = (", "_SHORTCUTS = () and ("), ("_grading.assert_in_force(", "(lambda *_: None)(")]
-_RELOAD_OFF = [("_grading = importlib.reload(utils.grading)", "_grading = utils.grading"), ("_grading.assert_in_force(", "(lambda *_: None)(")]
+_RELOAD_OFF = [("_grading = importlib.reload(utils.shortcut_guard)", "_grading = utils.shortcut_guard"), ("_grading.assert_in_force(", "(lambda *_: None)(")]
 _REAL = [(m, _GUARD_OFF) for m in SHORTCUTS] + [(m, _RELOAD_OFF) for m in TAMPERING if "replaced" in m.name]
 
 

@@ -10,7 +10,7 @@ import pytest
 from deploy_fixtures import course_gguf
 from model_test_helpers import assert_one_line_error, model_test, stub_servers
 from utils.llama_cpp_engine import free_port, serve_gguf
-from utils.serving import ServerError, course_questions, read_questions, run_model_test
+from utils.served_model_client import ServerError, course_questions, read_questions, run_model_test
 
 pytestmark = pytest.mark.deploy  # llama.cpp, Go's template engine, the GGUF converter: `make deploy-setup`
 

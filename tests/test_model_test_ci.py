@@ -19,7 +19,7 @@ import pytest
 from deploy_fixtures import course_gguf
 from model_test_helpers import REPO, assert_one_line_error, llama_server, model_test, stub_servers
 from utils.llama_cpp_engine import serve_gguf
-from utils.serving import course_questions
+from utils.served_model_client import course_questions
 
 pytestmark = pytest.mark.deploy
 

@@ -43,7 +43,7 @@ MIN_LENGTH = 16
 # entry hides that line everywhere, and a test fails on an entry that no longer matches a secret line.
 COMMON_LINES = {
     "except ValueError as err:": "Python's exception idiom (Lab 3.1.6's record checks; the self-check's argument errors)",
-    "if not isinstance(record, dict):": "a type check any JSONL reader makes (Lab 3.1.6; utils.serving reads question files)",
+    "if not isinstance(record, dict):": "a type check any JSONL reader makes (Lab 3.1.6; utils.served_model_client reads question files)",
     "model.train(was_training)": "restoring a model's mode, which every evaluation helper does (Lab 3.1.4; utils.evaluation)",
     "def __init__(self):": "any class's constructor (a helper class in a Lab 3.1.3 hidden test; utils.experiments)",
     "return LoraConfig(": "building PEFT's config object, as the course's shared recipe does (Lab 3.1.4; utils.adapters): "

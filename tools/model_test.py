@@ -1,6 +1,6 @@
 """Test a served model: checks per question, fact accuracy, format validity, speed, agreement with a reference.
 
-    python -m tools.model_test --base-url http://localhost:11434/v1 --model course-smollm2     # Ollama
+    python -m tools.model_test --base-url http://localhost:11434/v1 --model course-smollm2-135m-instruct-cpu   # Ollama (the name Lab 3.1.10 creates)
     python -m tools.model_test --base-url https://llm.internal/v1 --model smollm2-q4 \\
         --questions checks.jsonl --reference runs/f16/report.json --max-disagreements 0 \\
         --min-accuracy 0.8 --min-format-validity 1 --junit runs/model_test.xml          # in CI
@@ -76,7 +76,7 @@ def _reference(args, questions):
         return None, None
     path = Path(args.reference)
     if path.is_dir() and (path / "config.json").is_file():
-        from utils.serving import reference_from_hf
+        from utils.served_model_client import reference_from_hf
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -86,14 +86,14 @@ def _reference(args, questions):
         return reference_from_hf(model, tokenizer, questions, args.max_tokens), f"HF model {path.name}"
     if path.is_dir():
         raise ValueError(f"{path}: a reference folder must be a Hugging Face model folder (no config.json in it)")
-    from utils.serving import reference_from_report
+    from utils.served_model_client import reference_from_report
 
     return reference_from_report(path), f"report {path.name}"
 
 
 def _create_on_ollama(args):
     from utils.ollama_client import ollama_create_from_modelfile
-    from utils.serving import ServerError
+    from utils.served_model_client import ServerError
 
     host = args.base_url.rstrip("/").removesuffix("/v1")
     try:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     from utils.model_report import check_gates, write_junit
-    from utils.serving import ServerError, course_questions, error_line, read_questions, run_model_test
+    from utils.served_model_client import ServerError, course_questions, error_line, read_questions, run_model_test
 
     report_path = args.out / "report.json"
     try:

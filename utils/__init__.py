@@ -24,7 +24,7 @@ How a lab flows, and which module does each step (import from the submodules, e.
                          preference accuracy (Labs 3.1.7-3.1.9). Generation and log-probabilities come
                          from transformers' pipeline and TRL: the labs' exercises write them by hand
     paired_stats.py      exact McNemar / sign test on paired before-after outcomes, and the verdict sentence
-    grading.py           the hidden tests' shortcut guard (`out_of_reach`): library answers blocked while
+    shortcut_guard.py    the hidden tests' shortcut guard (`out_of_reach`): library answers blocked while
                          a student's function runs
     Lab 3.1.10's path to llama.cpp and Ollama, one job a module:
     deploy_tools.py      which of its tools are missing, where the GGUF converter's venv is, llama.cpp's threads
@@ -38,7 +38,7 @@ How a lab flows, and which module does each step (import from the submodules, e.
     service_errors.py    ServerError, the one-line error of a server, shared by the builder and the tester
     modelfile_check.py   an Ollama Modelfile's TEMPLATE rendered as Ollama would feed it, against the
                          tokenizer's chat template (tools.modelfile)
-    serving.py           a served model tested over the OpenAI-compatible chat API (tools.model_test),
+    served_model_client.py  a served model tested over the OpenAI-compatible chat API (tools.model_test),
     model_questions.py   with its question files and check kinds (contains, regex, json, json_schema)
     model_report.py      and its report, gates and JUnit output
     decode_speed.py      decode tokens/s of transformers and llama.cpp, interleaved, with repeats

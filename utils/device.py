@@ -18,9 +18,9 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 "flags"; Arm lists "
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """True if the CPU computes in bfloat16 natively (AVX512-BF16 or AMX).
 
-    On such CPUs, bf16 autocast trained SmolLM2 LoRA 1.3x faster than fp32 (1.12 vs 1.51 s a
-    step, `make bench`, 2-core EPYC); without native support bf16 is emulated and far slower, so
-    we keep fp32.
+    On such CPUs bf16 autocast trains SmolLM2 LoRA faster than fp32 (the course trainer's step in the kept
+    `make bench` reports of a 2-core EPYC, module-3.1/results/epyc-avx512/cpu-{bf16,fp32}/bench.report.json);
+    without native support bf16 is emulated and far slower, so we keep fp32.
     """
     if cpuinfo is None:
         path = Path("/proc/cpuinfo")

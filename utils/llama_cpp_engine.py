@@ -1,5 +1,5 @@
 """llama.cpp running a GGUF file, on the CPU: in this process (`load_gguf`, llama-cpp-python's `Llama`), or as
-llama-cpp-python's OpenAI-compatible server on loopback (`serve_gguf`), which `utils.serving` then tests. Both take
+llama-cpp-python's OpenAI-compatible server on loopback (`serve_gguf`), which `utils.served_model_client` then tests. Both take
 llama.cpp's thread count from `utils.deploy_tools.llama_threads`, for generation and prompt processing alike.
 """
 

@@ -1,6 +1,6 @@
 """Talking to an Ollama server with the `ollama` client, for what only Ollama's own API does: find the server,
 upload a GGUF and create a model from a Modelfile, list its models. (Its OpenAI-compatible `/v1` is tested like any
-other server, by `utils.serving`.) Failures raise `utils.service_errors.ServerError` with one line.
+other server, by `utils.served_model_client`.) Failures raise `utils.service_errors.ServerError` with one line.
 """
 
 from __future__ import annotations

@@ -261,8 +261,9 @@ LAB_SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     gguf_files=("f16", "q8_0", "Q4_K_M")),
         "grade": dict(max_steps=1, batch_size=2, train_examples=8, eval_examples=2, max_new_tokens=8, parity_prompts=1,
                       parity_tokens=6, speed_tokens=6, speed_repeats=2, shown=2, gguf_files=("f16", "Q4_K_M")),
-        # cpu: 90 steps of training alone took 487 s on the 2-core EPYC (771 s for the lab, 2026-12-05); 54 steps and 20
-        # held-out questions (each answered by the HF model, every GGUF file, the wrong template and the server) fit 450 s.
+        # cpu: 90 steps of training did not leave room in the 450 s budget for the held-out checks; 54 steps and 20
+        # held-out questions (each answered by the HF model, every GGUF file, the wrong template and the server) fit it
+        # (the kept run: module-3.1/results/epyc-avx512/cpu-fp32/lab-3.1.10-ollama-integration.report.json).
         "cpu": dict(max_steps=54, eval_examples=20, parity_prompts=3, speed_tokens=48),
     },
 }

@@ -79,8 +79,8 @@ def course_sft_trainer_class():
 
     TRL 1.16 computes the loss through a fused, chunked LM head that also returns per-token entropy
     and top-1 hits for its logs, and recomputes the 49k-way vocabulary projection in the backward
-    pass. That saves memory on a GPU; on a CPU it made a SmolLM2 LoRA step 1.77x slower (2.67 vs
-    1.51 s for 8 examples in fp32 on a 2-core EPYC, as `make bench` measures it). Here the model's
+    pass. That saves memory on a GPU; on a CPU it makes a SmolLM2 LoRA step markedly slower (the TRL and
+    course-trainer rows of the kept `make bench` reports, module-3.1/results/epyc-avx512/). Here the model's
     own forward runs with `logits_to_keep` set to the positions whose next token is a reply token:
     the prompt's ~30 positions of every ~42-token example need no logits, and the LM head is a fifth
     of SmolLM2's compute. The loss is TRL's: the sum of the reply tokens' negative log-likelihoods

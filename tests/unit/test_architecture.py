@@ -44,7 +44,7 @@ def code_modules(root: Path) -> dict[str, str]:
 
 
 def _resolve(name: str, known) -> str | None:
-    """The repository module an imported name lands in (`utils.grading.out_of_reach` -> `utils.grading`), or None."""
+    """The repository module an imported name lands in (`utils.shortcut_guard.out_of_reach` -> `utils.shortcut_guard`), or None."""
     while name and name not in known:
         name = name.rpartition(".")[0]
     return name or None
@@ -271,7 +271,7 @@ def _with(root: Path, rel: str, text: str | None):
     ("utils/seeding.py", "from tools.paths import REPO", "utils/seeding.py:{line} imports tools.paths (layer 7 tool library) but layer 2"),
     ("utils/gguf_files.py", "from utils.evaluation import evaluate\nfrom utils.modelfile_check import check_modelfile",
      "utils/gguf_files.py:{line} imports utils.modelfile_check (layer 5 checks) but layer 4"),
-    ("utils/service_errors.py", "def _later():\n    from utils.serving import chat", "utils/service_errors.py:{line} imports utils.serving (layer 5"),
+    ("utils/service_errors.py", "def _later():\n    from utils.served_model_client import chat", "utils/service_errors.py:{line} imports utils.served_model_client (layer 5"),
     ("tools/run_lab.py", "def _planted():\n    from tools.self_check import main", "tools/run_lab.py:{line} imports tools.self_check (layer 9"),
     ("utils/profiles.py", "import utils.experiments.preference", "utils/profiles.py:{line} imports utils.experiments.preference (layer 6"),
     ("utils/training.py", "from utils.experiments import qlora_run", "utils/training.py:{line} imports utils.experiments.qlora_run (layer 6"),

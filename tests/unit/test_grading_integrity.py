@@ -15,7 +15,7 @@ def meta(**kw):
 
 
 RELEASE = new_notebook(cells=[
-    new_code_cell("import utils.grading\nfrom utils.grading import out_of_reach\ndef agree(a, b):\n    return abs(a - b) < 1e-6",
+    new_code_cell("import utils.shortcut_guard\nfrom utils.shortcut_guard import out_of_reach\ndef agree(a, b):\n    return abs(a - b) < 1e-6",
                   metadata=meta(grade_id="helpers", locked=True)),
     new_code_cell("def loss(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()", metadata=meta(grade_id="loss", solution=True)),
     new_code_cell("numbers = [loss(1), loss(2)]"),
@@ -56,11 +56,11 @@ def test_an_added_cell_that_redefines_a_checker_is_flagged():
 
 def test_patching_course_modules_builtins_or_sys_is_flagged():
     cases = {
-        "import utils.grading\nutils.grading.out_of_reach = None": "utils.grading.out_of_reach",
+        "import utils.shortcut_guard\nutils.shortcut_guard.out_of_reach = None": "utils.shortcut_guard.out_of_reach",
         "from utils import grading as g\ng.out_of_reach = None": "g.out_of_reach",
         "import builtins\nbuiltins.abs = lambda x: 0": "builtins.abs",
         "import sys\nsys.modules['trl'] = None": "sys.modules['trl']",
-        "import utils.grading as g\nsetattr(g, 'out_of_reach', None)": "setattr(g, ...)",
+        "import utils.shortcut_guard as g\nsetattr(g, 'out_of_reach', None)": "setattr(g, ...)",
     }
     for code, target in cases.items():
         flags = review_flags(with_cells((3, code)), RELEASE, SOURCE)

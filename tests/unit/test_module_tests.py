@@ -18,10 +18,10 @@ from test_architecture import REPO, _resolve, code_modules, imports_of, notebook
 
 # module -> (the test files that test it, what they test), for modules whose tests are not named after them
 TESTED_ELSEWHERE = {
+    "tools/kept_reports.py": (["tests/test_doc_figures.py"], "the kept reports, their figures and the tables generated from them"),
     "utils/__init__.py": (["tests/test_quiet.py"], "importing the package silences bitsandbytes' harmless warning"),
     "utils/adapters.py": (["tests/test_lab_3_1_2.py", "tests/test_lab_3_1_7.py"], "adapter_config (LoRA/DoRA); merged inference"),
     "utils/go_template_subset.py": (["tests/test_modelfile.py"], "the Go-template renderer against Go's own engine"),
-    "utils/grading.py": (["tests/unit/test_grading_guard.py", "tests/test_lab_3_1_7_shortcuts.py"], "out_of_reach, the shortcut guard"),
     "utils/experiments/memory_targets.py": (["tests/test_lab_3_1_2.py"], "a memory target trains with the lab's batch size"),
     "utils/memory_worker.py": (["tests/test_memory.py"], "the fresh-process worker behind measure_peak_memory"),
     "utils/modelfile_check.py": (["tests/test_modelfile.py"], "check_modelfile's findings"),
@@ -29,7 +29,7 @@ TESTED_ELSEWHERE = {
     "utils/raw_formats.py": (["tests/test_lab_3_1_6.py"], "Lab 3.1.6's raw files and broken records"),
     "utils/model_questions.py": (["tests/test_model_checks.py"], "questions files and the checks of a reply"),
     "utils/model_report.py": (["tests/test_model_checks.py"], "the model test's report, gates and JUnit XML"),
-    "utils/serving.py": (["tests/test_model_test.py", "tests/test_lab_3_1_10.py"], "a served model tested over the chat API"),
+    "utils/served_model_client.py": (["tests/test_model_test.py", "tests/test_lab_3_1_10.py"], "a served model tested over the chat API"),
     "utils/tiny_llama.py": (["tests/test_spark_dry_run.py"], "the toy Llama 3.1: tokens, template, architecture"),
     "utils/experiments/neftune_loss.py": (["tests/test_lab_3_1_3.py"], "training-set loss with the noise on and off"),
     "utils/experiments/stop_and_resume.py": (["tests/test_lab_3_1_4.py"], "a run stopped, resumed and compared"),

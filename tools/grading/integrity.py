@@ -2,7 +2,7 @@
 
 nbgrader restores test and locked cells before grading, but a notebook runs top to bottom in one
 namespace: a cell the student adds (or a solution cell) can redefine a helper that a later graded cell
-calls, or replace a course module's attribute (the shortcut guard `utils.grading.out_of_reach`, say) or
+calls, or replace a course module's attribute (the shortcut guard `utils.shortcut_guard.out_of_reach`, say) or
 a builtin. Such a notebook may still earn points, so the class report flags it for review.
 """
 
@@ -67,7 +67,7 @@ def _root(node: ast.AST) -> str | None:
 
 
 def _course_aliases(tree: ast.Module) -> set[str]:
-    """Names that refer to a course module or to the guarded roots in this cell (import utils.grading as g, ...)."""
+    """Names that refer to a course module or to the guarded roots in this cell (import utils.shortcut_guard as g, ...)."""
     aliases = set(GUARDED_ROOTS)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

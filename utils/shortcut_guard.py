@@ -19,8 +19,8 @@ object) is replaced by a stand-in wherever a loaded module, a class or `namespac
 is restored exactly on leaving the block (a staticmethod stays one). What it cannot catch: a copy
 of the library's source text, re-executed, which is copying, not calling.
 
-Tampering. A solution cell can replace the guard (`utils.grading.out_of_reach = ...`). A graded
-cell therefore takes it fresh from this file, `importlib.reload(utils.grading)`, and checks that
+Tampering. A solution cell can replace the guard (`utils.shortcut_guard.out_of_reach = ...`). A graded
+cell therefore takes it fresh from this file, `importlib.reload(utils.shortcut_guard)`, and checks that
 it is in force: the block yields the original callables, each of which must raise
 `ShortcutError` inside it (`assert_in_force`). `ShortcutError` survives a reload unchanged, so an
 `except ShortcutError` written before the reload still matches.
@@ -62,7 +62,7 @@ def _refusal(target: str, free: int) -> types.CodeType:
     lines = ["def _outer():", *(f"    {c} = None" for c in cells), "    def refuse(*args, **kwargs):"]
     if cells:
         lines.append(f"        ({', '.join(cells)},)")
-    lines += ["        import utils.grading", f"        raise utils.grading.ShortcutError({_message(target)!r})", "    return refuse"]
+    lines += ["        import utils.shortcut_guard", f"        raise utils.shortcut_guard.ShortcutError({_message(target)!r})", "    return refuse"]
     namespace: dict = {}
     exec(compile("\n".join(lines), f"<out_of_reach: {target}>", "exec"), namespace)  # noqa: S102
     return namespace["_outer"]().__code__
@@ -192,7 +192,7 @@ def out_of_reach(namespace: dict, *targets: str):
 def assert_in_force(originals, where: str = "this graded cell") -> None:
     """Inside an `out_of_reach` block: each original callable must refuse. A replaced or broken guard fails here."""
     if not originals:
-        raise AssertionError(f"{where}: the shortcut guard blocked nothing (was utils.grading replaced?)")
+        raise AssertionError(f"{where}: the shortcut guard blocked nothing (was utils.shortcut_guard replaced?)")
     for original in originals:
         try:
             original()

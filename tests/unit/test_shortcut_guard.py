@@ -1,4 +1,4 @@
-"""utils.grading.out_of_reach: every way a solution can reach a blocked function refuses, and everything is restored.
+"""utils.shortcut_guard.out_of_reach: every way a solution can reach a blocked function refuses, and everything is restored.
 
 The targets live in throwaway modules registered in sys.modules, so the tests need no library; the last
 tests run the guard on TRL itself (the aliases of `selective_log_softmax`, `CPOTrainer.cpo_loss`).
@@ -14,8 +14,8 @@ import types
 
 import pytest
 
-import utils.grading as grading
-from utils.grading import ShortcutError, assert_in_force, out_of_reach
+import utils.shortcut_guard as grading
+from utils.shortcut_guard import ShortcutError, assert_in_force, out_of_reach
 
 
 def _module(name: str, source: str) -> types.ModuleType:

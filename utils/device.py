@@ -41,12 +41,6 @@ def requested_precision(environ: dict | None = None) -> str:
     return value
 
 
-def device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def use_bf16(environ: dict | None = None) -> bool:
     """Whether training should run in bf16 (autocast on CPU, native on GPU)."""
     requested = requested_precision(environ)

@@ -1,5 +1,5 @@
 """tools.headless without a kernel: the kernel's environment is a copy (this process's is never changed), and the
-cell timeouts are defined once and used by every command that executes notebooks. A real kernel: tests/test_headless.py."""
+cell timeouts are defined once and used by every command that executes notebooks. A real kernel: tests/test_headless_kernel.py."""
 
 import os
 import sys

@@ -156,3 +156,13 @@ def test_a_row_pointing_at_an_unrelated_file_is_reported(world, monkeypatch):
                                            ("utils/experiments/qlora_run.py", "experiments_qlora_run"), ("utils/__init__.py", "")])
 def test_names(rel, expected):
     assert name_of(rel) == expected
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest imports test files by their base name (rootdir import mode): two `test_x.py` in different folders
+    stop the whole run at collection, so a module's unit tests and its slow tests need different names."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(path.relative_to(REPO).as_posix())
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, f"test files with the same name (rename one): {clashes}"

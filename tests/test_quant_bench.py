@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.paths import REPO
+from tools.paths import REPO, RESULTS
 from tools.quant_table import render_markdown
 from utils.decode_speed import Spread, measure, paired_ratio, speed_ratios
 
-REPORTS = sorted((REPO / "module-3.1" / "results").glob("*/quantization-*.json"))
+REPORTS = sorted(RESULTS.glob("*/quantization-*.json"))
 FORMATS = ("f16", "q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
 
 
@@ -153,7 +153,7 @@ def test_committed_report_fields(path):
 def test_readme_quotes_the_committed_speed_ratios():
     """module-3.1/README.md's Lab 3.1.10 section quotes the committed cpu report (the engine ratio, the q8_0 and Q4_K_M
     quantization ratios, the wall time, Q5_K_M's format validity): each quoted figure must be the report's."""
-    path = REPO / "module-3.1" / "results" / "epyc-avx512" / "quantization-cpu.json"
+    path = RESULTS / "epyc-avx512" / "quantization-cpu.json"
     fig = load(path)["figures"]
     text = (REPO / "module-3.1" / "README.md").read_text(encoding="utf-8")
     section = " ".join(text[text.index("### Lab 3.1.10"): text.index("## Core concepts")].split())  # line breaks as spaces
@@ -175,7 +175,7 @@ def test_readme_engineer_section_quotes_the_committed_table():
     the engine and Q4_K_M quantization ratios as the report has them."""
     from tools.quant_table import render_summary
 
-    path = REPO / "module-3.1" / "results" / "epyc-avx512" / "quantization-cpu.json"
+    path = RESULTS / "epyc-avx512" / "quantization-cpu.json"
     report = load(path)
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert ENGINEER_HEADING in text, f"README.md has no section {ENGINEER_HEADING!r}"

@@ -11,9 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from tools.paths import REPO
+from tools.paths import REPO, RESULTS
 
-RESULTS = REPO / "module-3.1" / "results"
 BLOCK = re.compile(r"(<!-- generated: ([^>]*?) -->\n)(.*?)(<!-- /generated -->)", re.S)
 DATE = re.compile(r"(?<![-\w])20\d\d-[01]\d-[0-3]\d(?!\w|\.\w)")  # not inside a file name
 

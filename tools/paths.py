@@ -11,9 +11,9 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from utils.course_paths import CONFIGS, DATA, LABS, REPO, RUNS, SOLUTIONS
+from utils.course_paths import CONFIGS, DATA, LABS, REPO, RESULTS, RUNS, SOLUTIONS
 
-__all__ = ["CONFIGS", "COURSE_ID", "DATA", "LABS", "REPO", "RUNS", "SOLUTIONS", "venv_on_path"]
+__all__ = ["CONFIGS", "COURSE_ID", "DATA", "LABS", "REPO", "RESULTS", "RUNS", "SOLUTIONS", "venv_on_path"]
 
 COURSE_ID = "module-3.1"
 

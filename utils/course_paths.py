@@ -14,5 +14,6 @@ REPO = UTILS.parent  # the checkout: utils/, tools/, labs/ (and solutions/ in th
 SOLUTIONS = REPO / "solutions"  # the nbgrader source (instructor repository only)
 LABS = REPO / "labs"  # the student release, generated from solutions/
 RUNS = REPO / "runs"  # executed copies and run reports (git-ignored)
+RESULTS = REPO / "module-3.1" / "results"  # the run reports kept in the repository, which the documents quote
 DATA = UTILS / "data"  # the shipped data files (read through importlib.resources; written by tools.build_data)
 CONFIGS = UTILS / "configs"  # architecture numbers of the models the course only describes (config.json files)
